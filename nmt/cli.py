@@ -1,0 +1,184 @@
+"""Thin command-line entry points: parse, load the config, call one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from nmt import __version__
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _fail(error: Exception) -> int:
+    """User errors (bad config, corpus, checkpoint) end in one line, not a traceback."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from nmt.checkpoint import CheckpointError
+    from nmt.config import ConfigError
+    from nmt.data import CorpusError
+    from nmt.datasets import DatasetError
+
+    return (ConfigError, CorpusError, DatasetError, CheckpointError, FileNotFoundError, ValueError)
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="nmt-train", description="Train a Transformer NMT model.")
+    p.add_argument("--config", "-c", help="run config (YAML); see models/*.yaml")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in run_dir from its last checkpoint"
+    )
+    p.add_argument("--data-dir", help="folder holding the dataset files (or $NMT_DATA_DIR)")
+    p.add_argument("--version", action="version", version=f"nmt {__version__}")
+    args = p.parse_args(argv)
+    _setup_logging()
+    from nmt.config import load_run_config
+    from nmt.train import train
+
+    try:
+        overrides = args.overrides + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
+        config = load_run_config(args.config, overrides)
+        summary = train(config, resume=args.resume)
+    except _user_errors() as e:
+        return _fail(e)
+    print(json.dumps({k: v for k, v in summary.items() if k != "validations"}, indent=2))
+    return 0
+
+
+def translate_main(argv: list[str] | None = None) -> int:
+    from nmt.translate import BACKENDS
+
+    p = argparse.ArgumentParser(
+        prog="nmt-translate",
+        description="Translate text, one line in, "
+        "one line out (stdin/stdout when no files are given).",
+    )
+    p.add_argument("--model", "-m", required=True, help="run folder, checkpoint or export")
+    p.add_argument("--input", "-i", help="input file (default: stdin)")
+    p.add_argument("--output", "-o", help="output file (default: stdout)")
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
+    p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy)")
+    p.add_argument("--batch-tokens", type=int, default=4096, help="max source tokens a batch")
+    p.add_argument("--length-penalty", type=float, default=1.0)
+    p.add_argument("--max-len-a", type=float, default=1.5)
+    p.add_argument("--max-len-b", type=int, default=10)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    args = p.parse_args(argv)
+    _setup_logging()
+    from nmt.translate import load, translate_stream
+
+    try:
+        translator = load(
+            args.model, backend=args.backend, device=args.device, threads=args.threads
+        )
+    except _user_errors() as e:
+        return _fail(e)
+    src = (
+        open(args.input, encoding="utf-8", errors="replace", newline="\n")
+        if args.input
+        else open(
+            sys.stdin.fileno(), encoding="utf-8", errors="replace", newline="\n", closefd=False
+        )
+    )
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    with src, out if args.output else _nullcontext():
+        for line in translate_stream(
+            translator,
+            src,
+            beam_size=args.beam,
+            max_batch_tokens=args.batch_tokens,
+            length_penalty=args.length_penalty,
+            max_len_a=args.max_len_a,
+            max_len_b=args.max_len_b,
+        ):
+            out.write(line.replace("\n", " ") + "\n")
+        out.flush()
+    return 0
+
+
+def average_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="nmt-average", description="Average checkpoint weights.")
+    p.add_argument("checkpoints", nargs="+", help="checkpoints of one run")
+    p.add_argument("--output", "-o", required=True)
+    args = p.parse_args(argv)
+    _setup_logging()
+    from nmt.checkpoint import average_checkpoints
+    from nmt.fileio import atomic_torch_save
+
+    try:
+        atomic_torch_save(average_checkpoints(args.checkpoints), args.output)
+    except _user_errors() as e:
+        return _fail(e)
+    return 0
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="nmt-evaluate",
+        description="Translate a test set and score it with sacrebleu (BLEU, chrF2, signatures).",
+    )
+    p.add_argument("--model", "-m", required=True)
+    p.add_argument("--src", required=True, help="source file")
+    p.add_argument("--ref", required=True, help="reference file")
+    p.add_argument("--output-dir", "-o", required=True, help="writes hyp.txt and scores.json")
+    p.add_argument("--beam", type=int, default=4)
+    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    _setup_logging()
+    from nmt.evaluate import evaluate
+
+    try:
+        result = evaluate(
+            args.model,
+            Path(args.src),
+            Path(args.ref),
+            Path(args.output_dir),
+            beam_size=args.beam,
+            max_batch_tokens=args.batch_tokens,
+            threads=args.threads,
+            device=args.device,
+        )
+    except _user_errors() as e:
+        return _fail(e)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+COMMANDS = {
+    "train": train_main,
+    "translate": translate_main,
+    "average": average_main,
+    "evaluate": evaluate_main,
+}

@@ -1,0 +1,304 @@
+"""Run configuration: frozen dataclasses loaded from YAML, validated on construction.
+
+A YAML file maps onto `RunConfig`; each section maps onto one dataclass. Unknown keys and
+values of the wrong type are errors that name the key (``train.lr``), so a typo never
+silently falls back to a default. ``--set section.key=value`` overrides go through the
+same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, mistyped or impossible; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Transformer encoder-decoder shape. `vocab_size` is filled from the tokenizer."""
+
+    vocab_size: int = 8000
+    d_model: int = 256
+    heads: int = 4
+    ffn: int = 1024
+    enc_layers: int = 3
+    dec_layers: int = 3
+    dropout: float = 0.1
+    attn_dropout: float = 0.0
+    activation: str = "relu"
+    pre_norm: bool = True
+    layer_norm_eps: float = 1e-6
+    max_positions: int = 1024
+    tie_embeddings: bool = True
+
+    def __post_init__(self) -> None:
+        _check(
+            self.d_model % self.heads == 0,
+            "model.heads",
+            f"must divide model.d_model ({self.d_model}), got {self.heads}",
+        )
+        _check(self.d_model % 2 == 0, "model.d_model", f"must be even, got {self.d_model}")
+        for name in ("vocab_size", "d_model", "heads", "ffn", "max_positions"):
+            _check(getattr(self, name) > 0, f"model.{name}", "must be positive")
+        _check(
+            self.enc_layers >= 1 and self.dec_layers >= 1,
+            "model.enc_layers",
+            "encoder and decoder need at least one layer each",
+        )
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        _check(0.0 <= self.attn_dropout < 1.0, "model.attn_dropout", "must be in [0, 1)")
+        _check(
+            self.activation in ("relu", "gelu"),
+            "model.activation",
+            f"must be 'relu' or 'gelu', got {self.activation!r}",
+        )
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """Joint SentencePiece model; trained on the training data when `model` is empty."""
+
+    model: str = ""
+    type: str = "unigram"
+    vocab_size: int = 8000
+    character_coverage: float = 1.0
+    byte_fallback: bool = True
+    input_sentence_size: int = 2_000_000
+    seed_sentencepiece_size: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        _check(
+            self.type in ("unigram", "bpe"),
+            "tokenizer.type",
+            f"must be 'unigram' or 'bpe', got {self.type!r}",
+        )
+        # 4 special pieces, plus 256 byte pieces with byte fallback.
+        minimum = 4 + (256 if self.byte_fallback else 0) + 1
+        _check(
+            self.vocab_size >= minimum,
+            "tokenizer.vocab_size",
+            f"must be at least {minimum} (special pieces"
+            f"{' and 256 byte-fallback pieces' if self.byte_fallback else ''}),"
+            f" got {self.vocab_size}",
+        )
+        _check(
+            0.9 <= self.character_coverage <= 1.0,
+            "tokenizer.character_coverage",
+            "must be in [0.9, 1.0]",
+        )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the parallel text comes from and how it is filtered.
+
+    Either name a registered `dataset` (files looked up in `data_dir`, `$NMT_DATA_DIR` or
+    the download cache) or give explicit file prefixes: `train: path/train` reads
+    `path/train.{src_lang}` and `path/train.{tgt_lang}`.
+    """
+
+    dataset: str = ""
+    data_dir: str = ""
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    train: str = "train"
+    valid: str = "val"
+    test: str = "test_2016_flickr"
+    max_tokens: int = 256
+    min_tokens: int = 1
+    max_ratio: float = 3.0
+
+    def __post_init__(self) -> None:
+        _check(
+            self.max_tokens >= self.min_tokens >= 0,
+            "data.max_tokens",
+            "must be >= data.min_tokens >= 0",
+        )
+        _check(self.max_ratio >= 1.0, "data.max_ratio", "must be >= 1.0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, precision, validation and checkpointing."""
+
+    seed: int = 1234
+    max_steps: int = 100_000
+    max_minutes: float = 0.0
+    batch_tokens: int = 4096
+    accum_steps: int = 1
+    lr: float = 1e-3
+    warmup_steps: int = 4000
+    beta1: float = 0.9
+    beta2: float = 0.98
+    adam_eps: float = 1e-9
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    precision: str = "auto"
+    threads: int = 0
+    compile: bool = False
+    log_every: int = 50
+    valid_every: int = 500
+    valid_bleu: bool = True
+    valid_batch_tokens: int = 4096
+    patience: int = 0
+    save_every: int = 500
+    keep_last: int = 5
+    average_last: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
+        for name in (
+            "max_steps",
+            "batch_tokens",
+            "accum_steps",
+            "log_every",
+            "valid_every",
+            "save_every",
+            "valid_batch_tokens",
+        ):
+            _check(getattr(self, name) > 0, f"train.{name}", "must be positive")
+        for name in ("warmup_steps", "threads", "patience", "keep_last", "average_last"):
+            _check(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")
+        _check(self.max_minutes >= 0, "train.max_minutes", "must be >= 0")
+        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _check(self.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 disables clipping)")
+        _check(
+            self.precision in ("auto", "fp32", "bf16", "fp16"),
+            "train.precision",
+            f"must be auto, fp32, bf16 or fp16, got {self.precision!r}",
+        )
+        _check(
+            self.device in ("auto", "cpu", "cuda"),
+            "train.device",
+            f"must be auto, cpu or cuda, got {self.device!r}",
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `nmt-train` needs. `run_dir` receives checkpoints, logs and the tokenizer."""
+
+    run_dir: str = "runs/default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def from_dict(cls: type, values: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, recursively; every key is checked."""
+    where = prefix.rstrip(".") or "config"
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown key (known keys of {where}: {', '.join(sorted(known))})"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key + ".")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = typing.get_args(hint)
+        if any(isinstance(value, a) for a in args if isinstance(a, type)):
+            return value
+    elif isinstance(hint, type):
+        if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+            return value
+    raise ConfigError(
+        f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``section.key=value``; the value is read as YAML (``1e-3``, ``true``, ``[1, 2]``)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
+    # YAML reads "1e-3" as a string; accept it as a float.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in ".eE") else value
+        except ValueError:
+            pass
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a raw config mapping (validation happens afterwards)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {'.'.join(path)}: {part} is not a section")
+        node[path[-1]] = value
+    return raw
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def load_run_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Load a run config from YAML (or defaults when `path` is None) plus overrides."""
+    raw = load_yaml(path) if path else {}
+    raw = apply_overrides(raw, list(overrides))
+    try:
+        return from_dict(RunConfig, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def replace(config: Any, **changes: Any) -> Any:
+    return dataclasses.replace(config, **changes)

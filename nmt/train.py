@@ -1,0 +1,497 @@
+"""`nmt-train`: train a Transformer from a `RunConfig`, resumable at every saved step.
+
+The run folder holds everything: `config.yaml`, `spm.model`, `log.jsonl` (one JSON line per
+log interval and per validation), `last.pt` (the full resume state: model, optimizer,
+scheduler, step, RNG and data position), `checkpoints/step_N.pt` (the last N weights, for
+averaging), `best.pt` (best dev BLEU), `averaged.pt` and `summary.json` at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from nmt import __version__
+from nmt.batching import EpochIterator, make_batches
+from nmt.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
+from nmt.config import ConfigError, RunConfig, replace
+from nmt.data import EncodedCorpus, encode_parallel, read_parallel
+from nmt.datasets import split_files
+from nmt.fileio import atomic_torch_save, atomic_write_text
+from nmt.model import PAD, Transformer
+from nmt.scoring import score
+from nmt.tokenizer import Tokenizer, train_tokenizer
+from nmt.translate import TorchTranslator
+
+log = logging.getLogger(__name__)
+
+
+def resolve_split(config: RunConfig, split: str) -> tuple[Path, Path]:
+    """Paths of a split: from the dataset registry, or `split` as a file prefix."""
+    d = config.data
+    if d.dataset:
+        return split_files(d.dataset, split, d.src_lang, d.tgt_lang, d.data_dir or None)
+    prefix = Path(d.data_dir) / split if d.data_dir else Path(split)
+    return Path(f"{prefix}.{d.src_lang}"), Path(f"{prefix}.{d.tgt_lang}")
+
+
+def label_smoothed_loss(
+    logits: torch.Tensor, target: torch.Tensor, smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed label-smoothed loss and summed NLL over non-pad targets, and their count."""
+    lprobs = F.log_softmax(logits.float(), dim=-1).view(-1, logits.size(-1))
+    target = target.reshape(-1)
+    keep = target != PAD
+    nll = -lprobs.gather(1, target[:, None]).squeeze(1)
+    smooth = -lprobs.mean(dim=-1)
+    loss = (1.0 - smoothing) * nll + smoothing * smooth
+    return loss[keep].sum(), nll[keep].sum(), keep.sum()
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype, or None for float32."""
+    if name == "fp32":
+        return None
+    if name == "fp16":
+        return torch.float16
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+
+
+def make_optimizer(model: Transformer, c) -> torch.optim.Optimizer:
+    """AdamW; weight decay on weight matrices only (not biases or LayerNorm, BERT style)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": c.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.adam_eps, fused=False)
+
+
+def inverse_sqrt(warmup: int):
+    """Linear warmup to the peak lr, then decay with 1/sqrt(step) (Vaswani et al. 2017)."""
+
+    def factor(step: int) -> float:
+        step = max(step, 1)
+        if warmup == 0:
+            return 1.0
+        return min(step / warmup, math.sqrt(warmup / step))
+
+    return factor
+
+
+@dataclass
+class TrainState:
+    """What survives a restart besides the weights and optimizer."""
+
+    step: int = 0
+    elapsed: float = 0.0
+    target_tokens: int = 0
+    best_bleu: float = -1.0
+    best_loss: float = float("inf")
+    bad_validations: int = 0
+    validations: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, resume: bool = False):
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.resume = resume
+        c = config.train
+        if c.threads:
+            torch.set_num_threads(c.threads)
+        self.device = pick_device(c.device)
+        self.amp_dtype = pick_precision(c.precision, self.device)
+        self._prepare_run_dir()
+        self.tokenizer = self._tokenizer()
+        self.train_data, self.valid_data, self.valid_text = self._data()
+        self.config = config = replace(
+            config, model=replace(config.model, vocab_size=self.tokenizer.vocab_size)
+        )
+        torch.manual_seed(c.seed)
+        self.model = Transformer(config.model).to(self.device)
+        self.optimizer = make_optimizer(self.model, c)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, inverse_sqrt(c.warmup_steps)
+        )
+        self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+        self.state = TrainState()
+        self.batches = EpochIterator(self.train_data, c.batch_tokens, c.seed)
+        if resume and (self.run_dir / "last.pt").exists():
+            self._restore(self.run_dir / "last.pt")
+        self.forward = torch.compile(self.model, dynamic=True) if c.compile else self.model
+
+    # ---- setup -------------------------------------------------------------------------
+    def _prepare_run_dir(self) -> None:
+        if (self.run_dir / "last.pt").exists() and not self.resume:
+            raise ConfigError(
+                f"{self.run_dir}: run folder already holds a training run "
+                "(last.pt); pass --resume to continue it or choose another run_dir"
+            )
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        config_path = self.run_dir / "config.yaml"
+        if self.resume and config_path.exists():
+            saved = yaml.safe_load(config_path.read_text())
+            if saved.get("model") and {
+                k: v for k, v in saved["model"].items() if k != "vocab_size"
+            } != {k: v for k, v in asdict(self.config.model).items() if k != "vocab_size"}:
+                raise ConfigError(
+                    f"{config_path}: model section differs from the config "
+                    "given to --resume; a run cannot change its architecture"
+                )
+        atomic_write_text(config_path, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        handler = logging.FileHandler(self.run_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("nmt").addHandler(handler)
+
+    def _tokenizer(self) -> Tokenizer:
+        c = self.config.tokenizer
+        local = self.run_dir / "spm.model"
+        if c.model:
+            tok = Tokenizer.from_file(c.model)
+            shutil.copyfile(c.model, local)
+            return tok
+        if local.exists():
+            return Tokenizer.from_file(local)
+        src, tgt = read_parallel(*resolve_split(self.config, self.config.data.train))
+        return train_tokenizer(src + tgt, c, local)
+
+    def _data(self) -> tuple[EncodedCorpus, EncodedCorpus, tuple[list[str], list[str]]]:
+        d = self.config.data
+        src, tgt = read_parallel(*resolve_split(self.config, d.train))
+        train = encode_parallel(
+            src,
+            tgt,
+            self.tokenizer,
+            min_tokens=d.min_tokens,
+            max_tokens=d.max_tokens,
+            max_ratio=d.max_ratio,
+        )
+        log.info("train data: %s", train.stats.summary())
+        if len(train) == 0:
+            raise ConfigError(
+                "data: no training pair survived filtering; check data.max_tokens,"
+                " data.min_tokens and data.max_ratio"
+            )
+        vsrc, vtgt = read_parallel(*resolve_split(self.config, d.valid))
+        valid = encode_parallel(
+            vsrc, vtgt, self.tokenizer, min_tokens=0, max_tokens=10**9, max_ratio=float("inf")
+        )
+        return train, valid, (vsrc, vtgt)
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "tokenizer_model": self.tokenizer.model_proto,
+            "step": self.state.step,
+            "torch_version": torch.__version__,
+        }
+
+    def save(self) -> None:
+        step = self.state.step
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        save_checkpoint(
+            self.run_dir / "checkpoints" / f"step_{step}.pt",
+            self.model,
+            self.config.to_dict(),
+            self.tokenizer.sha256(),
+            **self._meta(),
+        )
+        save_checkpoint(
+            self.run_dir / "last.pt",
+            self.model,
+            self.config.to_dict(),
+            self.tokenizer.sha256(),
+            **self._meta(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            rng=rng,
+            data=self.batches.state(),
+            train_state=asdict(self.state),
+        )
+        snapshots = sorted(
+            (self.run_dir / "checkpoints").glob("step_*.pt"),
+            key=lambda p: int(p.stem.split("_")[1]),
+        )
+        for old in snapshots[: -self.config.train.keep_last or None]:
+            old.unlink(missing_ok=True)
+
+    def _restore(self, path: Path) -> None:
+        ckpt = load_checkpoint(path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        self.state = TrainState(**ckpt["train_state"])
+        self.batches = EpochIterator(
+            self.train_data, self.config.train.batch_tokens, self.config.train.seed, **ckpt["data"]
+        )
+        log.info(
+            "resumed from %s at step %d (epoch %d, batch %d)",
+            path,
+            self.state.step,
+            ckpt["data"]["epoch"],
+            ckpt["data"]["index"],
+        )
+
+    # ---- training ----------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer update over `accum_steps` batches; returns summed loss, nll, tokens."""
+        c = self.config.train
+        total_loss = total_nll = total_tokens = 0
+        for _ in range(c.accum_steps):
+            src, tgt_in, tgt_out = (
+                t.to(self.device, non_blocking=True) for t in next(self.batches)
+            )
+            with self._autocast():
+                logits = self.forward(src, tgt_in)
+            loss, nll, ntok = label_smoothed_loss(logits, tgt_out, c.label_smoothing)
+            # Normalise by this batch's tokens; each of the accum batches weighs the same.
+            self.scaler.scale(loss / ntok.clamp(min=1) / c.accum_steps).backward()
+            total_loss, total_nll = total_loss + loss.detach(), total_nll + nll.detach()
+            total_tokens = total_tokens + ntok
+        if c.clip_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return total_loss, total_nll, total_tokens
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, Any]:
+        self.model.eval()
+        loss_sum = nll_sum = tokens = 0.0
+        batches = make_batches(
+            self.valid_data.src_lengths,
+            self.valid_data.tgt_lengths,
+            self.config.train.valid_batch_tokens,
+            seed=0,
+            epoch=0,
+        )
+        from nmt.batching import collate
+
+        for idx in batches:
+            src, tgt_in, tgt_out = (
+                t.to(self.device) for t in collate([self.valid_data.pair(int(i)) for i in idx])
+            )
+            loss, nll, ntok = label_smoothed_loss(
+                self.model(src, tgt_in), tgt_out, self.config.train.label_smoothing
+            )
+            loss_sum, nll_sum, tokens = (
+                loss_sum + float(loss),
+                nll_sum + float(nll),
+                tokens + int(ntok),
+            )
+        result: dict[str, Any] = {
+            "step": self.state.step,
+            "valid_loss": loss_sum / tokens,
+            "valid_ppl": math.exp(min(nll_sum / tokens, 50.0)),
+        }
+        if self.config.train.valid_bleu:
+            translator = TorchTranslator(self.model, self.tokenizer, str(self.device))
+            hyps = translator.translate(
+                self.valid_text[0],
+                beam_size=1,
+                max_batch_tokens=self.config.train.valid_batch_tokens,
+            )
+            s = score(hyps, self.valid_text[1])
+            result.update(
+                valid_bleu=round(s.bleu, 2),
+                valid_chrf=round(s.chrf, 2),
+                bleu_signature=s.bleu_signature,
+            )
+        self.model.train()
+        return result
+
+    def _log_json(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _after_validation(self, result: dict[str, Any]) -> bool:
+        """Record a validation, keep the best checkpoint; True when early stopping triggers."""
+        s, c = self.state, self.config.train
+        s.validations.append(result)
+        improved = (
+            result["valid_bleu"] > s.best_bleu
+            if "valid_bleu" in result
+            else result["valid_loss"] < s.best_loss
+        )
+        s.best_loss = min(s.best_loss, result["valid_loss"])
+        if improved:
+            s.best_bleu = max(s.best_bleu, result.get("valid_bleu", -1.0))
+            s.bad_validations = 0
+            save_checkpoint(
+                self.run_dir / "best.pt",
+                self.model,
+                self.config.to_dict(),
+                self.tokenizer.sha256(),
+                **self._meta(),
+                validation=result,
+            )
+        else:
+            s.bad_validations += 1
+        log.info(
+            "validation at step %d: %s%s",
+            s.step,
+            ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in result.items()
+                if k not in ("step", "bleu_signature")
+            ),
+            " (best)" if improved else "",
+        )
+        self._log_json({"type": "valid", **result})
+        return c.patience > 0 and s.bad_validations >= c.patience
+
+    def run(self) -> dict[str, Any]:
+        c, s = self.config.train, self.state
+        log.info(
+            "model: %s parameters, device %s, precision %s, threads %d",
+            f"{self.model.num_parameters():,}",
+            self.device,
+            self.amp_dtype or "fp32",
+            torch.get_num_threads(),
+        )
+        self.model.train()
+        window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "start": time.perf_counter()}
+        acc_loss = acc_nll = acc_tok = 0
+        session_start = time.perf_counter()
+        elapsed0 = s.elapsed
+        stop_reason = "max_steps"
+        bar = tqdm(
+            total=c.max_steps,
+            initial=s.step,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+            disable=None,
+        )
+        while s.step < c.max_steps:
+            loss, nll, ntok = self.train_step()
+            s.step += 1
+            acc_loss, acc_nll, acc_tok = acc_loss + loss, acc_nll + nll, acc_tok + ntok
+            bar.update(1)
+            s.elapsed = elapsed0 + time.perf_counter() - session_start
+            if s.step % c.log_every == 0:
+                now = time.perf_counter()
+                tokens = int(acc_tok)  # the only host sync of the interval
+                record = {
+                    "type": "train",
+                    "step": s.step,
+                    "epoch": self.batches.epoch,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "loss": float(acc_loss) / tokens,
+                    "ppl": math.exp(min(float(acc_nll) / tokens, 50.0)),
+                    "tgt_tokens_per_s": tokens / (now - window["start"]),
+                    "elapsed_s": round(s.elapsed, 1),
+                }
+                s.target_tokens += tokens
+                bar.set_postfix(
+                    loss=f"{record['loss']:.3f}",
+                    lr=f"{record['lr']:.2e}",
+                    tok_s=f"{record['tgt_tokens_per_s']:.0f}",
+                )
+                log.info(
+                    "step %d | epoch %d | loss %.4f | ppl %.2f | lr %.3e | %.0f tgt tok/s",
+                    s.step,
+                    record["epoch"],
+                    record["loss"],
+                    record["ppl"],
+                    record["lr"],
+                    record["tgt_tokens_per_s"],
+                )
+                self._log_json(record)
+                acc_loss = acc_nll = acc_tok = 0
+                window["start"] = now
+            out_of_time = c.max_minutes > 0 and s.elapsed >= c.max_minutes * 60
+            stop = False
+            if s.step % c.valid_every == 0 or out_of_time or s.step == c.max_steps:
+                stop = self._after_validation(self.validate())
+                if stop:
+                    stop_reason = f"early stopping (patience {c.patience})"
+            if s.step % c.save_every == 0 or out_of_time or stop or s.step == c.max_steps:
+                self.save()
+                window["start"] = time.perf_counter()  # don't bill checkpoint time to tok/s
+            if out_of_time and not stop:
+                stop_reason = f"time budget ({c.max_minutes} min)"
+            if out_of_time or stop:
+                break
+        bar.close()
+        return self.finish(stop_reason)
+
+    def finish(self, stop_reason: str) -> dict[str, Any]:
+        c, s = self.config.train, self.state
+        summary: dict[str, Any] = {
+            "nmt_version": __version__,
+            "torch_version": torch.__version__,
+            "stop_reason": stop_reason,
+            "steps": s.step,
+            "wall_time_s": round(s.elapsed, 1),
+            "target_tokens": s.target_tokens,
+            "mean_tgt_tokens_per_s": round(s.target_tokens / max(s.elapsed, 1e-9), 1),
+            "epochs": self.batches.epoch,
+            "device": str(self.device),
+            "precision": str(self.amp_dtype or "fp32"),
+            "threads": torch.get_num_threads(),
+            "parameters": self.model.num_parameters(),
+            "train_pairs": asdict(self.train_data.stats),
+            "best_valid_bleu": s.best_bleu,
+            "validations": s.validations,
+        }
+        if c.average_last > 1:
+            snapshots = sorted(
+                (self.run_dir / "checkpoints").glob("step_*.pt"),
+                key=lambda p: int(p.stem.split("_")[1]),
+            )[-c.average_last :]
+            averaged = average_checkpoints(snapshots)
+            atomic_torch_save(averaged, self.run_dir / "averaged.pt")
+            self.model.load_state_dict(averaged["model"])
+            result = self.validate()
+            result["averaged_from"] = [p.name for p in snapshots]
+            self._log_json({"type": "valid_averaged", **result})
+            summary["averaged"] = result
+            log.info("averaged %d checkpoints: %s", len(snapshots), result)
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return summary
+
+
+def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
+    return Trainer(config, resume=resume).run()

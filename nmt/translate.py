@@ -1,0 +1,153 @@
+"""One translation API: `load(path)` returns a translator with `translate(lines, ...)`.
+
+Backends are registered in `BACKENDS`; each recognises its own artifacts. The PyTorch
+backend reads a run folder (its averaged, best or latest checkpoint) or a checkpoint file.
+Output is always line-aligned with input: an empty or whitespace-only line translates to an
+empty line without reaching the model; an over-long line is truncated with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import torch
+
+from nmt.batching import pad_sources
+from nmt.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from nmt.model import EOS, Transformer
+from nmt.search import SearchOptions, search
+from nmt.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+# Preference order of checkpoints inside a run folder.
+RUN_CHECKPOINTS = ("averaged.pt", "best.pt", "last.pt")
+
+
+def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Group indices, longest first, into batches of at most `max_tokens` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, batch, width = [], [], 0
+    for i in order:
+        w = max(width, lengths[i])
+        if batch and w * (len(batch) + 1) > max_tokens:
+            batches.append(batch)
+            batch, w = [], lengths[i]
+        batch.append(i)
+        width = w
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+class TorchTranslator:
+    """Translate with a PyTorch `Transformer` on CPU or CUDA."""
+
+    backend = "pytorch"
+
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        device: str = "cpu",
+        threads: int = 0,
+        source: str = "",
+    ):
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.source = source
+        self.max_input = model.config.max_positions - 1
+
+    def translate(
+        self,
+        lines: list[str],
+        beam_size: int = 4,
+        max_batch_tokens: int = 4096,
+        length_penalty: float = 1.0,
+        max_len_a: float = 1.5,
+        max_len_b: int = 10,
+        min_len: int = 1,
+    ) -> list[str]:
+        opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
+        outputs = [""] * len(lines)
+        todo = [i for i, line in enumerate(lines) if line.strip()]
+        ids = self.tokenizer.encode([lines[i].strip() for i in todo])
+        for k, seq in enumerate(ids):
+            if len(seq) > self.max_input - 1:
+                log.warning(
+                    "input line %d has %d tokens; truncated to the model's maximum of %d",
+                    todo[k] + 1,
+                    len(seq),
+                    self.max_input - 1,
+                )
+                ids[k] = seq[: self.max_input - 1]
+        ids = [seq + [EOS] for seq in ids]
+        for batch in token_batches([len(s) for s in ids], max_batch_tokens):
+            src = pad_sources([ids[k] for k in batch]).to(self.device)
+            hyps = search(self.model, src, opts)
+            for k, text in zip(batch, self.tokenizer.decode(hyps), strict=True):
+                outputs[todo[k]] = text
+        return outputs
+
+
+def load_torch(path: Path, device: str = "cpu", threads: int = 0, **_: object) -> TorchTranslator:
+    ckpt = find_checkpoint(path)
+    state = load_checkpoint(ckpt)
+    tokenizer = Tokenizer(state["tokenizer_model"], f"{ckpt}:tokenizer_model")
+    return TorchTranslator(model_from_checkpoint(state), tokenizer, device, threads, str(ckpt))
+
+
+def find_checkpoint(path: Path) -> Path:
+    if path.is_file():
+        return path
+    for name in RUN_CHECKPOINTS:
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(f"{path}: no checkpoint found (looked for {', '.join(RUN_CHECKPOINTS)})")
+
+
+def _is_torch(path: Path) -> bool:
+    return path.suffix == ".pt" or any((path / n).is_file() for n in RUN_CHECKPOINTS)
+
+
+# name -> (recogniser, loader). Later backends (CTranslate2, ONNX) register here.
+BACKENDS: dict[str, tuple[Callable[[Path], bool], Callable[..., object]]] = {
+    "pytorch": (_is_torch, load_torch),
+}
+
+
+def load(path: str | Path, backend: str = "auto", **options: object):
+    """Load any supported model artifact and return its translator."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such model file or folder")
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r} (known: {', '.join(BACKENDS)})")
+        return BACKENDS[backend][1](path, **options)
+    for recognise, loader in BACKENDS.values():
+        if recognise(path):
+            return loader(path, **options)
+    raise ValueError(
+        f"{path}: not a model this toolkit recognises (a run folder, a .pt "
+        f"checkpoint{', or an export' if len(BACKENDS) > 1 else ''})"
+    )
+
+
+def translate_stream(
+    translator, lines: Iterable[str], chunk_lines: int = 2000, **options: object
+) -> Iterator[str]:
+    """Translate an iterable of lines chunk by chunk, so memory stays bounded."""
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line.rstrip("\r\n"))
+        if len(chunk) >= chunk_lines:
+            yield from translator.translate(chunk, **options)
+            chunk = []
+    if chunk:
+        yield from translator.translate(chunk, **options)

@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny models, a toy parallel corpus, and the ../shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from nmt.config import ModelConfig
+from nmt.model import Transformer
+
+torch.set_num_threads(1)
+
+SHARED_DATA = Path(
+    os.environ.get("NMT_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data"
+)
+
+
+def tiny_config(**changes) -> ModelConfig:
+    base = dict(
+        vocab_size=40,
+        d_model=32,
+        heads=4,
+        ffn=64,
+        enc_layers=2,
+        dec_layers=2,
+        dropout=0.0,
+        attn_dropout=0.0,
+        max_positions=64,
+    )
+    base.update(changes)
+    return ModelConfig(**base)
+
+
+@pytest.fixture
+def tiny_model() -> Transformer:
+    torch.manual_seed(0)
+    return Transformer(tiny_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "multi30k" / "train.en").is_file():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set NMT_DATA_DIR)")
+    return SHARED_DATA
+
+
+TOY_PAIRS = [
+    ("a dog runs", "ein hund rennt"),
+    ("a cat sleeps", "eine katze schläft"),
+    ("two men play", "zwei männer spielen"),
+    ("a woman reads a book", "eine frau liest ein buch"),
+    ("the child laughs", "das kind lacht"),
+    ("a man rides a bike", "ein mann fährt ein fahrrad"),
+    ("people walk in the street", "leute gehen auf der straße"),
+    ("a girl sings", "ein mädchen singt"),
+]
+
+
+@pytest.fixture
+def toy_corpus(tmp_path: Path) -> Path:
+    """A folder with train/val files (en, de) of the toy pairs, repeated."""
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    for split, reps in (("train", 8), ("val", 1)):
+        (folder / f"{split}.en").write_text("".join(f"{s}\n" for s, _ in TOY_PAIRS) * reps)
+        (folder / f"{split}.de").write_text("".join(f"{t}\n" for _, t in TOY_PAIRS) * reps)
+    return folder

@@ -1,0 +1,118 @@
+import pytest
+import torch
+
+from nmt.batching import pad_sources
+from nmt.config import ModelConfig
+from nmt.model import BOS, EOS, PAD, Transformer, sinusoidal_positions
+from nmt.search import SearchOptions, beam_search, greedy_search
+
+from .conftest import tiny_config
+
+
+def random_batch(vocab=40, B=3, S=7, T=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, vocab, (B, S), generator=g)
+    src[1, 4:] = PAD  # a shorter second sentence
+    src[1, 3] = EOS
+    tgt = torch.randint(4, vocab, (B, T), generator=g)
+    tgt[:, 0] = BOS
+    return src, tgt
+
+
+def test_positions_are_sin_cos_halves():
+    p = sinusoidal_positions(5, 8)
+    assert p.shape == (5, 8)
+    assert torch.allclose(p[0], torch.tensor([0.0] * 4 + [1.0] * 4))
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_source_padding_does_not_change_outputs(pre_norm):
+    """Appending PAD to a source must not change the logits of any target position."""
+    torch.manual_seed(0)
+    model = Transformer(tiny_config(pre_norm=pre_norm)).eval()
+    src, tgt = random_batch()
+    padded = torch.cat([src, torch.full((3, 5), PAD)], dim=1)
+    with torch.no_grad():
+        a, b = model(src, tgt), model(padded, tgt)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_decoder_is_causal(tiny_model):
+    """Changing a later target token must not change earlier positions' logits."""
+    src, tgt = random_batch()
+    changed = tgt.clone()
+    changed[:, 4] = (changed[:, 4] + 1) % 40
+    with torch.no_grad():
+        a, b = tiny_model(src, tgt), tiny_model(src, changed)
+    assert torch.allclose(a[:, :4], b[:, :4], atol=1e-5)
+    assert not torch.allclose(a[:, 4:], b[:, 4:], atol=1e-3)
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_incremental_decoding_equals_full_forward(pre_norm):
+    torch.manual_seed(0)
+    model = Transformer(tiny_config(pre_norm=pre_norm, dec_layers=3)).eval()
+    src, tgt = random_batch()
+    with torch.no_grad():
+        full = torch.log_softmax(model(src, tgt), dim=-1)
+        state = model.init_state(src)
+        steps = [model.decode_step(tgt[:, t], state) for t in range(tgt.size(1))]
+    assert torch.allclose(torch.stack(steps, dim=1), full, atol=1e-4)
+
+
+def test_beam_one_equals_greedy(tiny_model):
+    src, _ = random_batch(B=5, seed=3)
+    opts = SearchOptions(beam_size=1, max_len_a=0, max_len_b=12)
+    assert beam_search(tiny_model, src, opts) == greedy_search(tiny_model, src, opts)
+
+
+def test_beam_search_respects_length_limit_and_min_len(tiny_model):
+    src, _ = random_batch(B=4, seed=5)
+    out = beam_search(tiny_model, src, SearchOptions(beam_size=4, max_len_a=0, max_len_b=5))
+    assert len(out) == 4
+    assert all(1 <= len(h) <= 5 for h in out)
+    assert all(EOS not in h and BOS not in h for h in out)
+
+
+def test_beam_search_batched_equals_one_by_one(tiny_model):
+    src, _ = random_batch(B=3, seed=7)
+    opts = SearchOptions(beam_size=3, max_len_a=0, max_len_b=8)
+    batched = beam_search(tiny_model, src, opts)
+    single = [
+        beam_search(tiny_model, pad_sources([[t for t in row.tolist() if t != PAD]]), opts)[0]
+        for row in src
+    ]
+    assert batched == single
+
+
+def test_wide_beam_finds_the_exact_best_one_token_output(tiny_model):
+    """With one token then a forced EOS and a beam wider than the vocabulary, beam search is
+    exhaustive: it must return argmax_t log p(t) + log p(EOS | t)."""
+    src, _ = random_batch(B=2, seed=11)
+    beam = beam_search(
+        tiny_model, src, SearchOptions(beam_size=40, length_penalty=0.0, max_len_a=0, max_len_b=1)
+    )
+    for i in range(2):
+        candidates = torch.arange(4, 40)
+        tgt = torch.stack([torch.full_like(candidates, BOS), candidates], dim=1)
+        with torch.no_grad():
+            lp = torch.log_softmax(tiny_model(src[i : i + 1].expand(len(candidates), -1), tgt), -1)
+        totals = lp[:, 0].gather(1, candidates[:, None])[:, 0] + lp[:, 1, EOS]
+        assert beam[i] == [int(candidates[totals.argmax()])]
+
+
+def test_tied_embeddings_share_one_matrix():
+    model = Transformer(tiny_config())
+    assert model.output.weight is model.embed.weight is model.tgt_embed.weight
+    untied = Transformer(tiny_config(tie_embeddings=False))
+    assert untied.output.weight is not untied.embed.weight
+
+
+def test_too_long_input_is_a_clear_error(tiny_model):
+    with pytest.raises(ValueError, match="max_positions"):
+        tiny_model.encode(torch.full((1, 100), 5))
+
+
+def test_config_rejects_heads_not_dividing_d_model():
+    with pytest.raises(ValueError, match="model.heads"):
+        ModelConfig(d_model=30, heads=4)
