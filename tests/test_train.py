@@ -1,0 +1,87 @@
+"""End-to-end training on a toy corpus: overfitting, resume, checkpoints, translate CLI."""
+
+import json
+
+import pytest
+import torch
+
+from nmt.checkpoint import load_checkpoint
+from nmt.cli import translate_main
+from nmt.config import ConfigError, load_run_config
+from nmt.train import train
+from nmt.translate import load
+
+from .conftest import TOY_PAIRS
+
+
+def toy_config(run_dir, data_dir, *extra):
+    return load_run_config(None, [
+        f"run_dir={run_dir}", f"data.data_dir={data_dir}", "data.valid=val",
+        "tokenizer.vocab_size=60", "tokenizer.byte_fallback=false",
+        "model.d_model=64", "model.heads=4", "model.ffn=128", "model.enc_layers=2",
+        "model.dec_layers=2", "model.dropout=0.0", "model.attn_dropout=0.0",
+        "model.max_positions=64", "train.precision=fp32", "train.threads=1",
+        "train.batch_tokens=64", "train.lr=0.003", "train.warmup_steps=20",
+        "train.label_smoothing=0.0", "train.log_every=5", "train.valid_every=1000",
+        "train.valid_bleu=false", "train.save_every=10", "train.keep_last=3", *extra])
+
+
+def train_losses(run_dir):
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if r["type"] == "train"]
+
+
+def test_tiny_model_overfits_toy_pairs(tmp_path, toy_corpus):
+    config = toy_config(tmp_path / "run", toy_corpus, "train.max_steps=250")
+    summary = train(config)
+    assert summary["steps"] == 250
+    translator = load(tmp_path / "run")
+    sources = [s for s, _ in TOY_PAIRS]
+    assert translator.translate(sources, beam_size=1) == [t for _, t in TOY_PAIRS]
+    assert translator.translate(sources, beam_size=4) == [t for _, t in TOY_PAIRS]
+
+
+def test_resume_gives_the_same_run_as_uninterrupted(tmp_path, toy_corpus):
+    full = toy_config(tmp_path / "full", toy_corpus, "train.max_steps=30")
+    train(full)
+    part = toy_config(tmp_path / "part", toy_corpus, "train.max_steps=15")
+    train(part)  # stops at 15; last.pt saved there (save_every 10 and at the end)
+    resumed = toy_config(tmp_path / "part", toy_corpus, "train.max_steps=30")
+    train(resumed, resume=True)
+    assert train_losses(tmp_path / "part") == train_losses(tmp_path / "full")
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_existing_run_needs_resume(tmp_path, toy_corpus):
+    config = toy_config(tmp_path / "run", toy_corpus, "train.max_steps=2")
+    train(config)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(config)
+
+
+def test_checkpoints_kept_and_averaged(tmp_path, toy_corpus):
+    config = toy_config(tmp_path / "run", toy_corpus, "train.max_steps=50",
+                        "train.average_last=3")
+    summary = train(config)
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pt"))
+    assert kept == ["step_30.pt", "step_40.pt", "step_50.pt"]
+    averaged = load_checkpoint(tmp_path / "run" / "averaged.pt")
+    assert averaged["averaged_from"][-1].endswith("step_50.pt")
+    steps = [load_checkpoint(tmp_path / "run" / "checkpoints" / n)["model"] for n in kept]
+    key = "encoder.0.ffn.fc1.weight"
+    assert torch.allclose(averaged["model"][key], sum(s[key] for s in steps) / 3, atol=1e-6)
+    assert "averaged" in summary
+
+
+def test_translate_cli_keeps_lines_aligned(tmp_path, toy_corpus):
+    train(toy_config(tmp_path / "run", toy_corpus, "train.max_steps=20"))
+    src = tmp_path / "in.txt"
+    src.write_text("a dog runs\n\n   \na cat sleeps\n")
+    out = tmp_path / "out.txt"
+    assert translate_main(["-m", str(tmp_path / "run"), "-i", str(src), "-o", str(out),
+                           "--beam", "2"]) == 0
+    lines = out.read_text().split("\n")
+    assert len(lines) == 5 and lines[-1] == ""  # 4 lines, each newline-terminated
+    assert lines[1] == "" and lines[2] == ""
