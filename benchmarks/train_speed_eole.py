@@ -28,6 +28,7 @@ import logging
 import os
 import platform
 import re
+import resource
 import shlex
 import statistics
 import subprocess
@@ -48,6 +49,7 @@ DEFAULT_VENV = REPO_ROOT / ".venv-eole"
 DEFAULT_OUT_DIR = REPO_ROOT / "benchmarks" / "results"
 DEFAULT_WORK_DIR = Path(tempfile.gettempdir()) / "nmt_train_speed_eole"
 RESULT_STEM = "train_speed_vs_eole"
+OTHER_CORES_WARN = 0.1  # mean cores used by other processes above which a run is flagged
 
 EOLE_VERSION = "0.6.4"
 # The CPU wheel of torch that lies on this machine's disk. A loose torch requirement makes pip
@@ -57,10 +59,14 @@ TORCH_PIN = "torch==2.13.0"
 # without declaring it as a dependency.
 EOLE_UNDECLARED_DEPS = ("aiohttp",)
 
+# The nmt side: models/multi30k-small.yaml with what must match the eole side set explicitly
+# (that config trains in bf16 when the CPU has it, on all cores, with its own tokenizer).
+# valid_bleu=false only shortens the validation nmt runs after its last step.
 DEFAULT_NMT_CMD = (
-    "{python} -m nmt train --config models/multi30k-small.yaml"
-    " --set train.max_steps={steps} --set run_dir={tmpdir}"
-    " --set train.log_every={report_every} --set train.threads={threads}"
+    "{python} -m nmt train --config models/multi30k-small.yaml --data-dir {data_dir}"
+    " --set train.max_steps={steps} --set run_dir={tmpdir} --set tokenizer.model={spm}"
+    " --set train.precision=fp32 --set train.threads={threads}"
+    " --set train.log_every={report_every} --set train.valid_bleu=false"
 )
 
 # Model and optimiser settings shared by both sides (the nmt side takes them from its own
@@ -68,10 +74,12 @@ DEFAULT_NMT_CMD = (
 BATCH_TOKENS = 4096
 MODEL = {"d_model": 256, "heads": 4, "ffn": 1024, "enc_layers": 3, "dec_layers": 3}
 
-# One eole training report, e.g.:
-# [2026-11-28 04:40:01,123 INFO] Step 40/   60; acc: 9.6; ppl: 1795.02; xent: 7.49; aux: 0.000;
-#   mtp: 0.000; attn_ent: 0.000; lr: 1.75e-04; sents:    4180; bsz:  2655/3122/209;
-#   1062/1249 tok/s;     53 sec;
+# One eole 0.6.4 training report (one line; eole/utils/statistics.py, Statistics.output):
+# [2026-11-28 04:21:41,310 INFO] Step 60/   60; acc: 9.6; ppl: 1592.97; xent: 7.37; aux: 0.000;
+#   mtp: 0.000; attn_ent: 0.000; lr: 2.34e-04; sents:    5047; bsz: 3274/3648/252;
+#   1388/1547 tok/s;    373 sec;
+# sents: sentences in the interval; bsz: mean non-padding src tokens / tgt tokens / sentences per
+# batch; tok/s: non-padding src / tgt tokens over the interval's wall time; sec: since the start.
 EOLE_STEP_RE = re.compile(
     r"Step\s+(?P<step>\d+)(?:/\s*(?P<total>\d+))?;.*?"
     r"sents:\s*(?P<sents>\d+);\s*"
@@ -102,12 +110,23 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
+def eole_marker(venv: Path) -> Path:
+    return venv / f"eole-{EOLE_VERSION}-verified"
+
+
 def eole_works(venv: Path) -> bool:
+    """Whether `eole train -h` runs; the answer is cached in a marker file in the venv
+    (the check itself costs several CPU seconds of imports)."""
     eole = venv / "bin" / "eole"
     if not eole.exists():
         return False
+    if eole_marker(venv).exists():
+        return True
     proc = subprocess.run([str(eole), "train", "-h"], capture_output=True, text=True)
-    return proc.returncode == 0
+    if proc.returncode != 0:
+        return False
+    eole_marker(venv).write_text("`eole train -h` ran\n", encoding="utf-8")
+    return True
 
 
 def ensure_eole_venv(venv: Path) -> None:
@@ -214,6 +233,7 @@ def eole_config(
     steps: int,
     report_every: int,
     num_workers: int,
+    bucket_size: int,
     seed: int,
 ) -> dict[str, Any]:
     """The eole 0.6.4 training config. Settings the brief leaves open follow the nmt model
@@ -266,6 +286,9 @@ def eole_config(
             # 0 = batches are built in the training process; worker processes would only
             # compete with the trainer for the same cores.
             "num_workers": num_workers,
+            # eole reads this many examples (cycling over the corpus), tokenises and sorts them
+            # by length before the first batch, and again each time a bucket is used up.
+            "bucket_size": bucket_size,
             # Optimiser: Adam(0.9, 0.998), noam schedule with factor 0.5 and 400 warm-up steps.
             "optim": "adam",
             "adam_beta1": 0.9,
@@ -292,6 +315,7 @@ def eole_config(
             "layer_norm": "standard",  # eole's layers are pre-norm, with a final LayerNorm
             "mlp_activation_fn": "relu",
             "add_qkvbias": True,
+            "add_final_linear_bias": True,
             "add_ffnbias": True,
             "generator_bias": False,
             "share_embeddings": True,
@@ -313,12 +337,46 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine_busy_s() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (all processes; hypervisor steal
+    counted as busy), from /proc/stat; None where that file is missing."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def other_cores_now(seconds: float = 1.0) -> float | None:
+    """Mean number of cores the machine keeps busy over `seconds` (this script idles meanwhile)."""
+    busy0 = machine_busy_s()
+    time.sleep(seconds)
+    busy1 = machine_busy_s()
+    return None if busy0 is None or busy1 is None else (busy1 - busy0) / seconds
+
+
 def run_logged(
     cmd: list[str] | str, log_path: Path, env: dict[str, str], timeout: float, shell: bool = False
-) -> float:
-    """Run `cmd` with stdout and stderr going to `log_path`; returns wall seconds."""
+) -> dict[str, float | None]:
+    """Run `cmd` with stdout and stderr going to `log_path`.
+
+    Returns wall and CPU seconds of the run and `other_cores`: the mean number of cores that
+    everything else on the machine kept busy during the run (`other_cores_before`: in the second
+    before it). Other work shares the trainer's cores, so a figure well above zero means the
+    measured speed is low.
+    """
     log.info("running: %s", cmd if isinstance(cmd, str) else shlex.join(cmd))
     log.info("output: %s", log_path)
+    before = other_cores_now()
+    if before is not None and before > OTHER_CORES_WARN:
+        log.warning("other processes are keeping %.2f cores busy: this run will be slowed", before)
+    cpu0, busy0 = children_cpu_s(), machine_busy_s()
     t0 = time.perf_counter()
     with log_path.open("w", encoding="utf-8") as out:
         proc = subprocess.run(
@@ -331,12 +389,22 @@ def run_logged(
             shell=shell,
         )
     wall = time.perf_counter() - t0
+    cpu = children_cpu_s() - cpu0
+    busy1 = machine_busy_s()
+    other = None if busy0 is None or busy1 is None else max(0.0, busy1 - busy0 - cpu) / wall
     if proc.returncode != 0:
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)
         tail = "".join(lines[-30:])
         raise RuntimeError(f"command failed with exit code {proc.returncode}:\n{tail}")
-    log.info("finished in %.0f s", wall)
-    return wall
+    log.info("finished in %.0f s (%.0f CPU s)", wall, cpu)
+    if other is not None and other > OTHER_CORES_WARN:
+        log.warning("other processes kept %.2f cores busy during this run", other)
+    return {
+        "wall_s": round(wall, 1),
+        "cpu_s": round(cpu, 1),
+        "other_cores_before": None if before is None else round(before, 2),
+        "other_cores": None if other is None else round(other, 2),
+    }
 
 
 def parse_eole_log(text: str) -> list[EoleInterval]:
@@ -372,6 +440,7 @@ def run_eole(args: argparse.Namespace, spm_model: Path) -> dict[str, Any]:
         steps=args.steps,
         report_every=args.report_every,
         num_workers=args.eole_num_workers,
+        bucket_size=args.eole_bucket_size,
         seed=args.seed,
     )
     config_path = run_dir / "config.yaml"
@@ -380,7 +449,7 @@ def run_eole(args: argparse.Namespace, spm_model: Path) -> dict[str, Any]:
 
     eole = args.eole_venv / "bin" / "eole"
     stdout_log = run_dir / "stdout.log"
-    wall = run_logged(
+    run_stats = run_logged(
         [str(eole), "train", "--config", str(config_path)],
         stdout_log,
         thread_env(args.threads),
@@ -400,9 +469,10 @@ def run_eole(args: argparse.Namespace, spm_model: Path) -> dict[str, Any]:
         "tgt_tokens_per_s_weighted": weighted_rate(intervals),
         "intervals": [asdict(i) for i in intervals],
         "intervals_measured": len(measured),
-        "wall_s": round(wall, 1),
+        **run_stats,
         "versions": versions,
         "num_workers": args.eole_num_workers,
+        "bucket_size": args.eole_bucket_size,
         "run_dir": str(run_dir),
         "config": str(config_path),
         "log": str(stdout_log),
@@ -427,7 +497,7 @@ def weighted_rate(intervals: list[EoleInterval]) -> float:
 # nmt run
 
 
-def run_nmt(args: argparse.Namespace) -> dict[str, Any]:
+def run_nmt(args: argparse.Namespace, spm_model: Path) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(prefix="nmt_run_", dir=args.work_dir)) / "run"
     cmd = args.nmt_cmd.format(
         python=shlex.quote(sys.executable),
@@ -435,9 +505,11 @@ def run_nmt(args: argparse.Namespace) -> dict[str, Any]:
         tmpdir=shlex.quote(str(run_dir)),
         threads=args.threads,
         report_every=args.report_every,
+        spm=shlex.quote(str(spm_model)),
+        data_dir=shlex.quote(str(args.data_dir.resolve())),
     )
     stdout_log = run_dir.parent / "stdout.log"
-    wall = run_logged(cmd, stdout_log, thread_env(args.threads), args.timeout, shell=True)
+    run_stats = run_logged(cmd, stdout_log, thread_env(args.threads), args.timeout, shell=True)
     log_jsonl = run_dir / "log.jsonl"
     if not log_jsonl.exists():
         raise RuntimeError(f"nmt wrote no {log_jsonl}; see {stdout_log}")
@@ -445,7 +517,7 @@ def run_nmt(args: argparse.Namespace) -> dict[str, Any]:
     for line in log_jsonl.read_text(encoding="utf-8").splitlines():
         if line.strip():
             rec = json.loads(line)
-            if "tgt_tokens_per_s" in rec:
+            if rec.get("type", "train") == "train" and "tgt_tokens_per_s" in rec:
                 records.append(rec)
     if len(records) < 2:
         raise RuntimeError(
@@ -456,7 +528,7 @@ def run_nmt(args: argparse.Namespace) -> dict[str, Any]:
         "tgt_tokens_per_s": statistics.fmean(float(r["tgt_tokens_per_s"]) for r in measured),
         "intervals": records,
         "intervals_measured": len(measured),
-        "wall_s": round(wall, 1),
+        **run_stats,
         "command": cmd,
         "run_dir": str(run_dir),
         "log": str(stdout_log),
@@ -495,33 +567,47 @@ def local_torch_version() -> str | None:
 
 def write_markdown(result: dict[str, Any], path: Path) -> None:
     eole, nmt, s = result["eole"], result["nmt"], result["settings"]
-    hw = result["hardware"]
+    hw, ratio = result["hardware"], result["ratio_nmt_over_eole"]
 
-    def fmt(side: dict[str, Any] | None) -> str:
-        return "skipped" if side is None else f"{side['tgt_tokens_per_s']:,.0f}"
+    def row(name: str, side: dict[str, Any] | None) -> str:
+        if side is None:
+            return f"| {name} | skipped | | | | |"
+        rates = ", ".join(f"{i['tgt_tokens_per_s']:,.0f}" for i in side["intervals"])
+        return (
+            f"| {name} | **{side['tgt_tokens_per_s']:,.0f}** | {rates} | {side['wall_s']:.0f}"
+            f" | {side['cpu_s']:.0f} | {side['other_cores']} |"
+        )
 
-    ratio = result["ratio_nmt_over_eole"]
     lines = [
         "# Training speed: nmt vs eole",
         "",
         f"Run {result['timestamp']} by `benchmarks/train_speed_eole.py`.",
         "",
-        "| trainer | target tokens/s | intervals measured |",
-        "| --- | ---: | ---: |",
-        f"| nmt | {fmt(nmt)} | {nmt['intervals_measured'] if nmt else '-'} |",
-        f"| eole {eole['versions']['eole'] if eole else ''} | {fmt(eole)} |"
-        f" {eole['intervals_measured'] if eole else '-'} |",
+        "| trainer | target tok/s | per interval (first = warm-up, left out) | wall s | CPU s"
+        " | other cores |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+        row("nmt", nmt),
+        row(f"eole {result['versions']['eole'] or ''}".strip(), eole),
         "",
         f"Ratio nmt / eole: **{ratio:.2f}x**" if ratio else "Ratio nmt / eole: n/a",
         "",
-        "Target tokens/s is the mean over logged intervals after the first (warm-up).",
+        "Target tok/s: the mean of the per-interval figures each trainer logs, after the first.",
+    ]
+    if result["shared_cpu"]:
+        lines += [
+            "",
+            "**Warning:** other processes kept more than"
+            f" {OTHER_CORES_WARN} cores busy on average during a run (column 'other cores'),"
+            " so the figures of that run are low.",
+        ]
+    lines += [
         "",
         "## Setup",
         "",
         f"- Hardware: {hw['cpu_model']}, nproc {hw['nproc']}; CPU only",
-        f"- Threads: {s['threads']} (OMP/MKL_NUM_THREADS for both trainers)",
+        f"- Threads: {s['threads']} (OMP/MKL/OPENBLAS_NUM_THREADS for both trainers)",
         f"- Steps: {s['steps']}, logged every {s['report_every']}",
-        f"- Batch: {s['batch_tokens']} tokens; fp32",
+        f"- Batch: {s['batch_tokens']} tokens; {s['dtype']}",
         f"- Model: d_model {MODEL['d_model']}, {MODEL['heads']} heads, FFN {MODEL['ffn']},"
         f" {MODEL['enc_layers']}+{MODEL['dec_layers']} pre-norm layers, tied embeddings",
         f"- nmt: torch {result['versions']['nmt_torch']}",
@@ -529,10 +615,11 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
     if eole:
         lines += [
             f"- eole: eole {eole['versions']['eole']}, torch {eole['versions']['torch']},"
-            f" num_workers {eole['num_workers']}; source tokens/s"
-            f" {eole['src_tokens_per_s']:,.0f}",
-            "- eole batches are `sentences x max(padded src, padded tgt length)` <= batch size;"
-            " its tok/s counts non-padding tokens (target: loss tokens incl. EOS).",
+            f" num_workers {eole['num_workers']}, bucket_size {eole['bucket_size']};"
+            f" source tok/s {eole['src_tokens_per_s']:,.0f}",
+            "- eole fills a batch while sentences x max(src length, tgt length incl. BOS and EOS)"
+            " <= batch size; its tok/s counts non-padding tokens (target: the loss tokens, EOS"
+            " included) over the wall time between two reports.",
         ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -571,10 +658,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="eole data-loader worker processes (0: batches built in the trainer)",
     )
     p.add_argument(
+        "--eole-bucket-size",
+        type=int,
+        default=262144,
+        help="examples eole tokenises and sorts per bucket (eole's default; with Multi30k the"
+        " first bucket holds ~9 passes over the corpus, so no bucket is refilled within 150"
+        " steps; smaller values shorten the warm-up)",
+    )
+    p.add_argument(
         "--nmt-cmd",
         default=DEFAULT_NMT_CMD,
         help="shell command for the nmt trainer; placeholders {python} {steps}"
-        " {tmpdir} {threads} {report_every}; it must write {tmpdir}/log.jsonl",
+        " {tmpdir} {threads} {report_every} {spm} {data_dir}; it must write"
+        " {tmpdir}/log.jsonl",
     )
     p.add_argument("--skip-nmt", action="store_true", help="run the eole side only")
     p.add_argument("--skip-eole", action="store_true", help="run the nmt side only")
@@ -600,19 +696,20 @@ def main(argv: list[str] | None = None) -> int:
     args.work_dir = args.work_dir.resolve()
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
+    spm_model = args.spm or train_spm(
+        args.data_dir, args.src, args.tgt, args.work_dir / "spm_unigram8k", args.threads
+    )
+    spm_model = spm_model.resolve()
     eole = nmt = None
     if not args.skip_eole:
-        spm_model = args.spm or train_spm(
-            args.data_dir, args.src, args.tgt, args.work_dir / "spm_unigram8k", args.threads
-        )
-        eole = run_eole(args, spm_model.resolve())
+        eole = run_eole(args, spm_model)
         log.info(
             "eole: %.0f target tokens/s (%.0f source tokens/s)",
             eole["tgt_tokens_per_s"],
             eole["src_tokens_per_s"],
         )
     if not args.skip_nmt:
-        nmt = run_nmt(args)
+        nmt = run_nmt(args, spm_model)
         log.info("nmt: %.0f target tokens/s", nmt["tgt_tokens_per_s"])
 
     ratio = nmt["tgt_tokens_per_s"] / eole["tgt_tokens_per_s"] if nmt and eole else None
@@ -637,6 +734,10 @@ def main(argv: list[str] | None = None) -> int:
         "eole": eole,
         "nmt": nmt,
         "ratio_nmt_over_eole": ratio,
+        "shared_cpu": any(
+            side is not None and (side["other_cores"] or 0.0) > OTHER_CORES_WARN
+            for side in (eole, nmt)
+        ),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.out_dir / f"{RESULT_STEM}.json"

@@ -9,7 +9,8 @@ def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print(f"usage: python -m nmt {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
         return 2
-    return COMMANDS[sys.argv[1]](sys.argv[2:])
+    command = sys.argv.pop(1)
+    return COMMANDS[command](None)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def save_checkpoint(
         "model_config": run_config["model"],
         "run_config": run_config,
         "tokenizer_sha256": tokenizer_sha256,
-        "model": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "model": model.state_dict(),  # tied weights stay one tensor in the file
         **extra,
     }
     atomic_torch_save(state, path)

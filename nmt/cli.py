@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -36,6 +37,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def train_main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a console run (not a call from Python): use the faster allocator
+        from nmt.allocator import reexec_with_tcmalloc
+
+        reexec_with_tcmalloc("train")
     p = argparse.ArgumentParser(prog="nmt-train", description="Train a Transformer NMT model.")
     p.add_argument("--config", "-c", help="run config (YAML); see models/*.yaml")
     p.add_argument(
@@ -95,15 +100,20 @@ def translate_main(argv: list[str] | None = None) -> int:
         )
     except _user_errors() as e:
         return _fail(e)
-    src = (
-        open(args.input, encoding="utf-8", errors="replace", newline="\n")
-        if args.input
-        else open(
-            sys.stdin.fileno(), encoding="utf-8", errors="replace", newline="\n", closefd=False
+    with contextlib.ExitStack() as stack:
+        # Invalid UTF-8 becomes U+FFFD rather than an exception: one line out per line in.
+        src = stack.enter_context(
+            open(args.input, encoding="utf-8", errors="replace", newline="\n")
+            if args.input
+            else open(
+                sys.stdin.fileno(), encoding="utf-8", errors="replace", newline="\n", closefd=False
+            )
         )
-    )
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    with src, out if args.output else _nullcontext():
+        out = (
+            stack.enter_context(open(args.output, "w", encoding="utf-8"))
+            if args.output
+            else sys.stdout
+        )
         for line in translate_stream(
             translator,
             src,
@@ -166,14 +176,6 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         return _fail(e)
     print(json.dumps(result, indent=2))
     return 0
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 COMMANDS = {

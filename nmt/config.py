@@ -8,6 +8,7 @@ same checks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -236,9 +237,12 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         args = typing.get_args(hint)
         if any(isinstance(value, a) for a in args if isinstance(a, type)):
             return value
-    elif isinstance(hint, type):
-        if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-            return value
+    elif (
+        isinstance(hint, type)
+        and isinstance(value, hint)
+        and not (hint is int and isinstance(value, bool))
+    ):
+        return value
     raise ConfigError(
         f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r} ({type(value).__name__})"
     )
@@ -255,10 +259,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {e}") from None
     # YAML reads "1e-3" as a string; accept it as a float.
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value) if any(c in value for c in ".eE") else value
-        except ValueError:
-            pass
     return key.strip().split("."), value
 
 

@@ -1,4 +1,7 @@
-"""Joint SentencePiece tokenizer with the toolkit's fixed special ids (pad 0, unk 1, bos 2, eos 3)."""
+"""Joint SentencePiece tokenizer with the toolkit's fixed special ids.
+
+pad 0, unk 1, bos 2, eos 3, whatever the corpus; byte fallback keeps rare characters.
+"""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import yaml
 from tqdm import tqdm
 
 from nmt import __version__
-from nmt.batching import EpochIterator, make_batches
+from nmt.batching import EpochIterator, collate, make_batches
 from nmt.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
 from nmt.data import EncodedCorpus, encode_parallel, read_parallel
@@ -306,7 +306,6 @@ class Trainer:
             seed=0,
             epoch=0,
         )
-        from nmt.batching import collate
 
         for idx in batches:
             src, tgt_in, tgt_out = (

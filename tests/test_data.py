@@ -55,8 +55,9 @@ def test_batches_reshuffle_per_epoch_and_repeat_per_seed():
 
 
 def test_collate_shifts_targets():
-    corpus = EncodedCorpus([np.array([5, 6, EOS]), np.array([7, EOS])],
-                           [np.array([8, 9]), np.array([10])])
+    corpus = EncodedCorpus(
+        [np.array([5, 6, EOS]), np.array([7, EOS])], [np.array([8, 9]), np.array([10])]
+    )
     src, tgt_in, tgt_out = collate([corpus.pair(0), corpus.pair(1)])
     assert src.tolist() == [[5, 6, EOS], [7, EOS, PAD]]
     assert tgt_in.tolist() == [[BOS, 8, 9], [BOS, 10, PAD]]

@@ -15,15 +15,36 @@ from .conftest import TOY_PAIRS
 
 
 def toy_config(run_dir, data_dir, *extra):
-    return load_run_config(None, [
-        f"run_dir={run_dir}", f"data.data_dir={data_dir}", "data.valid=val",
-        "tokenizer.vocab_size=60", "tokenizer.byte_fallback=false",
-        "model.d_model=64", "model.heads=4", "model.ffn=128", "model.enc_layers=2",
-        "model.dec_layers=2", "model.dropout=0.0", "model.attn_dropout=0.0",
-        "model.max_positions=64", "train.precision=fp32", "train.threads=1",
-        "train.batch_tokens=64", "train.lr=0.003", "train.warmup_steps=20",
-        "train.label_smoothing=0.0", "train.log_every=5", "train.valid_every=1000",
-        "train.valid_bleu=false", "train.save_every=10", "train.keep_last=3", *extra])
+    return load_run_config(
+        None,
+        [
+            f"run_dir={run_dir}",
+            f"data.data_dir={data_dir}",
+            "data.valid=val",
+            "tokenizer.vocab_size=60",
+            "tokenizer.byte_fallback=false",
+            "model.d_model=64",
+            "model.heads=4",
+            "model.ffn=128",
+            "model.enc_layers=2",
+            "model.dec_layers=2",
+            "model.dropout=0.0",
+            "model.attn_dropout=0.0",
+            "model.max_positions=64",
+            "train.precision=fp32",
+            "train.threads=1",
+            "train.batch_tokens=64",
+            "train.lr=0.003",
+            "train.warmup_steps=20",
+            "train.label_smoothing=0.0",
+            "train.log_every=5",
+            "train.valid_every=1000",
+            "train.valid_bleu=false",
+            "train.save_every=10",
+            "train.keep_last=3",
+            *extra,
+        ],
+    )
 
 
 def train_losses(run_dir):
@@ -62,8 +83,7 @@ def test_existing_run_needs_resume(tmp_path, toy_corpus):
 
 
 def test_checkpoints_kept_and_averaged(tmp_path, toy_corpus):
-    config = toy_config(tmp_path / "run", toy_corpus, "train.max_steps=50",
-                        "train.average_last=3")
+    config = toy_config(tmp_path / "run", toy_corpus, "train.max_steps=50", "train.average_last=3")
     summary = train(config)
     kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.pt"))
     assert kept == ["step_30.pt", "step_40.pt", "step_50.pt"]
@@ -80,8 +100,10 @@ def test_translate_cli_keeps_lines_aligned(tmp_path, toy_corpus):
     src = tmp_path / "in.txt"
     src.write_text("a dog runs\n\n   \na cat sleeps\n")
     out = tmp_path / "out.txt"
-    assert translate_main(["-m", str(tmp_path / "run"), "-i", str(src), "-o", str(out),
-                           "--beam", "2"]) == 0
+    assert (
+        translate_main(["-m", str(tmp_path / "run"), "-i", str(src), "-o", str(out), "--beam", "2"])
+        == 0
+    )
     lines = out.read_text().split("\n")
     assert len(lines) == 5 and lines[-1] == ""  # 4 lines, each newline-terminated
     assert lines[1] == "" and lines[2] == ""

@@ -1,0 +1,161 @@
+"""Translate with a CTranslate2 export (see `nmt.export.ct2`), with the PyTorch backend's API.
+
+`CT2Translator.translate` takes the same arguments as `TorchTranslator.translate` and
+decodes under the same rules: source pieces plus EOS (the export appends EOS), decoding
+from BOS, PAD and BOS never generated, EOS masked for the first `min_len` steps, at most
+`max_len_a * source_length + max_len_b` tokens (source length counting EOS, capped at
+`max_positions - 1`), over-long inputs truncated to `max_positions - 2` pieces.
+
+The length limit: CTranslate2 takes one `max_decoding_length` per call, not a per-sentence
+ratio. Greedy search needs no emulation: a sentence's first N greedy tokens do not depend
+on the limit, so one call with the batch's largest limit, each output cut to its own
+limit, is exact. Beam search does depend on the limit (hypotheses cut at the limit compete
+with the others), so by default sentences are grouped by limit and each group decoded with
+its own `max_decoding_length` (exact, at the price of smaller batches). With
+`exact_length_limits=False` a beam search uses the largest limit of the whole call and cuts
+afterwards: bigger batches, but a sentence whose own limit would have bound may come out
+differently.
+
+Greedy output is identical to PyTorch's. Beam search follows CTranslate2's rules, which
+differ from `nmt.search.beam_search`: masked tokens are removed before the softmax
+(renormalised); at the limit all K best candidates finish, without a free EOS step, and
+are normalised by their length without EOS; every EOS among the K best of a step is kept
+(no cap at K); with length_penalty 0 a sentence waits for its best beam to end. See
+`ct2_beam_search` in tests/test_export_ct2.py.
+
+One more difference: a non-blank line whose SentencePiece encoding is empty reaches
+CTranslate2 as an empty source, which it answers with an empty translation without running
+the model; PyTorch decodes it from the lone EOS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import ctranslate2
+import torch
+
+from nmt.export.ct2 import EXPORT_INFO, TOKENIZER_FILE, ExportError, read_export_info
+from nmt.model import BOS, PAD
+from nmt.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+class CT2Translator:
+    """Translate with a CTranslate2 export on CPU or CUDA."""
+
+    backend = "ctranslate2"
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        threads: int = 0,
+        compute_type: str = "default",
+        inter_threads: int = 1,
+        exact_length_limits: bool = True,
+    ):
+        self.path = Path(path)
+        self.source = str(self.path)
+        self.info = read_export_info(self.path)
+        spm_path = self.path / TOKENIZER_FILE
+        self.tokenizer = Tokenizer(spm_path.read_bytes(), str(spm_path))
+        if self.tokenizer.sha256() != self.info["tokenizer"]["sha256"]:
+            raise ExportError(f"{spm_path}: does not match the sha256 in {EXPORT_INFO}")
+        self.translator = ctranslate2.Translator(
+            str(self.path),
+            device=device,
+            compute_type=compute_type,
+            inter_threads=inter_threads,
+            intra_threads=threads,
+        )
+        self.device, self.threads, self.compute_type = device, threads, compute_type
+        self.exact_length_limits = exact_length_limits
+        self.max_positions = int(self.info["model_config"]["max_positions"])
+        self.max_input = self.max_positions - 1  # source tokens, EOS included
+        self.has_vmap = (self.path / "vmap.txt").is_file()
+        sp = self.tokenizer.sp
+        self._never = [[sp.id_to_piece(PAD)], [sp.id_to_piece(BOS)]]  # never generated
+
+    def translate(
+        self,
+        lines: list[str],
+        beam_size: int = 4,
+        max_batch_tokens: int = 4096,
+        length_penalty: float = 1.0,
+        max_len_a: float = 1.5,
+        max_len_b: int = 10,
+        min_len: int = 1,
+        use_vmap: bool | None = None,
+    ) -> list[str]:
+        """Translate `lines`; empty or whitespace-only lines give "" without reaching the
+        model. `use_vmap` (default: whenever the export has a vmap.txt) restricts the
+        output vocabulary per batch, which PyTorch does not do."""
+        outputs = [""] * len(lines)
+        todo = [i for i, line in enumerate(lines) if line.strip()]
+        pieces = self.tokenizer.encode_pieces([lines[i].strip() for i in todo])
+        for k, seq in enumerate(pieces):
+            if len(seq) > self.max_input - 1:
+                log.warning(
+                    "input line %d has %d tokens; truncated to the model's maximum of %d",
+                    todo[k] + 1,
+                    len(seq),
+                    self.max_input - 1,
+                )
+                pieces[k] = seq[: self.max_input - 1]
+        if not pieces:
+            return outputs
+        limits = self.length_limits([len(p) + 1 for p in pieces], max_len_a, max_len_b)
+        options = dict(
+            max_batch_size=max_batch_tokens,
+            batch_type="tokens",
+            beam_size=beam_size,
+            length_penalty=length_penalty,
+            max_input_length=0,  # truncated above, as PyTorch does
+            use_vmap=self.has_vmap if use_vmap is None else use_vmap,
+            suppress_sequences=self._never,
+        )
+        if beam_size == 1 or not self.exact_length_limits:
+            groups = {max(limits, default=1): list(range(len(pieces)))}
+        else:
+            groups = defaultdict(list)
+            for k, limit in enumerate(limits):
+                groups[limit].append(k)
+        for limit, members in groups.items():
+            results = self.translator.translate_batch(
+                [pieces[k] for k in members],
+                max_decoding_length=limit,
+                min_decoding_length=min(min_len, limit),
+                **options,
+            )
+            hyps = [r.hypotheses[0][: limits[k]] for k, r in zip(members, results, strict=True)]
+            ids = [[self.tokenizer.sp.piece_to_id(p) for p in h] for h in hyps]
+            for k, text in zip(members, self.tokenizer.decode(ids), strict=True):
+                outputs[todo[k]] = text
+        return outputs
+
+    def length_limits(self, src_lens: list[int], max_len_a: float, max_len_b: int) -> list[int]:
+        """`max_len_a * src_len + max_len_b`, computed as `nmt.search` does (float32, then
+        truncated), within [1, max_positions - 1]."""
+        limits = (torch.tensor(src_lens, dtype=torch.float32) * max_len_a + max_len_b).long()
+        return limits.clamp(min=1, max=self.max_positions - 1).tolist()
+
+
+def is_ct2_export(path: str | Path) -> bool:
+    """True for a folder written by `nmt.export.ct2.export_ct2`."""
+    path = Path(path)
+    return (path / "model.bin").is_file() and (path / EXPORT_INFO).is_file()
+
+
+def load_ct2(
+    path: str | Path,
+    device: str = "cpu",
+    threads: int = 0,
+    compute_type: str = "default",
+    **_: object,
+) -> CT2Translator:
+    """Loader for `nmt.translate.BACKENDS`."""
+    return CT2Translator(path, device=device, threads=threads, compute_type=compute_type)

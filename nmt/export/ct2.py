@@ -1,0 +1,290 @@
+"""Export a checkpoint to a CTranslate2 model folder that translates exactly like PyTorch.
+
+The folder holds CTranslate2's own files (`model.bin`, `config.json`,
+`shared_vocabulary.json`, optionally `vmap.txt`) plus `spm.model` (the checkpoint's
+SentencePiece model) and `nmt_export.json` (provenance). It is written into a temporary
+sibling folder and renamed into place, so an interrupted export never leaves a folder
+that loads.
+
+What makes the exported model see exactly what `nmt.model.Transformer` sees:
+
+- Source: SentencePiece ids followed by EOS. CTranslate2 adds nothing to the source
+  unless the model's config says so (`add_source_bos`/`add_source_eos`, both false by
+  default); the export sets `add_source_eos: true`, so callers (our backend, the
+  `ct2-translator` CLI, anyone) pass the plain pieces.
+- Target: decoding starts from `<s>` (`decoder_start_token`), as ours starts from BOS.
+- Positions: CTranslate2's built-in sinusoidal table starts at position 1 with another
+  timescale, so the export writes our own table (rows 0..max_positions-1) for encoder and
+  decoder. CTranslate2 adds row `index + t` and refuses positions past the table, which
+  matches PyTorch's `max_positions` limit.
+- Embeddings are scaled by sqrt(d_model) before the positions are added (CTranslate2's
+  `scale_embeddings`, on by default); tied weights are stored once (CTranslate2 aliases
+  equal variables).
+- LayerNorm epsilon is the checkpoint's `layer_norm_eps` (CTranslate2's converters
+  hard-code 1e-6 or 1e-5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ctranslate2
+import numpy as np
+from ctranslate2.converters import Converter
+from ctranslate2.specs import TransformerSpec, common_spec
+from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
+from torch import Tensor, nn
+
+from nmt import __version__
+from nmt.checkpoint import model_from_checkpoint
+from nmt.model import BOS, EOS, PAD, UNK, Transformer, sinusoidal_positions
+from nmt.tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+EXPORT_INFO = "nmt_export.json"  # CTranslate2 writes its own config.json beside it
+TOKENIZER_FILE = "spm.model"
+FORMAT = "nmt-ctranslate2"
+FORMAT_VERSION = 1
+QUANTIZATIONS = ACCEPTED_MODEL_TYPES
+
+ACTIVATIONS = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU}
+
+
+class ExportError(RuntimeError):
+    """The checkpoint cannot be exported, or the output folder is in the way."""
+
+
+def export_ct2(
+    checkpoint_state: dict[str, Any],
+    out_dir: str | Path,
+    quantization: str = "float32",
+    vmap: str | Path | None = None,
+    force: bool = False,
+    checkpoint_path: str | Path | None = None,
+) -> Path:
+    """Export a checkpoint (as returned by `load_checkpoint`) to a CTranslate2 folder.
+
+    `quantization` is any CTranslate2 weight type (int8, int8_float32, int16, float16,
+    bfloat16, float32, ...); `vmap` a vocabulary mapping file copied in as `vmap.txt`
+    (used when translating with `use_vmap`). An existing `out_dir` is an error unless
+    `force`, in which case it is replaced only once the new export is complete.
+    `checkpoint_path` is recorded as provenance.
+    """
+    out_dir = Path(out_dir)
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"unknown quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})"
+        )
+    if out_dir.exists() and not force:
+        raise FileExistsError(f"{out_dir}: already exists (use force to replace it)")
+    if vmap is not None and not Path(vmap).is_file():
+        raise FileNotFoundError(f"{vmap}: vocabulary mapping file not found")
+
+    tokenizer = Tokenizer(checkpoint_state["tokenizer_model"], "checkpoint:tokenizer_model")
+    expected_sha = checkpoint_state.get("tokenizer_sha256")
+    if expected_sha is not None and expected_sha != tokenizer.sha256():
+        raise ExportError(
+            "the checkpoint's tokenizer does not match its recorded sha256 "
+            f"({tokenizer.sha256()[:12]} != {str(expected_sha)[:12]})"
+        )
+    model = model_from_checkpoint(checkpoint_state)
+    spec = build_spec(model, tokenizer)
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        staging = workdir / "export"
+        _SpecConverter(spec).convert(
+            str(staging),
+            vmap=None if vmap is None else str(vmap),
+            quantization=quantization,
+        )
+        (staging / TOKENIZER_FILE).write_bytes(tokenizer.model_proto)
+        info = export_info(checkpoint_state, model, tokenizer, quantization, vmap, checkpoint_path)
+        _write_json(staging / EXPORT_INFO, info)
+        _publish(staging, out_dir, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    log.info("exported CTranslate2 %s model -> %s", quantization, out_dir)
+    return out_dir
+
+
+def build_spec(model: Transformer, tokenizer: Tokenizer) -> TransformerSpec:
+    """A filled `TransformerSpec` for `model`; every array is a copy (quantization scales
+    the spec's arrays in place, which must not reach the live model)."""
+    c = model.config
+    if tokenizer.vocab_size != c.vocab_size:
+        raise ExportError(
+            f"tokenizer has {tokenizer.vocab_size} pieces but model.vocab_size is {c.vocab_size}"
+        )
+    spec = TransformerSpec.from_config(
+        (c.enc_layers, c.dec_layers),
+        c.heads,
+        pre_norm=c.pre_norm,
+        activation=ACTIVATIONS[c.activation],
+    )
+    positions = _array(sinusoidal_positions(c.max_positions, c.d_model))
+
+    enc = spec.encoder
+    enc.embeddings[0].weight = _array(model.embed.weight)
+    enc.scale_embeddings = True
+    enc.position_encodings.encodings = positions
+    for layer_spec, layer in zip(enc.layer, model.encoder, strict=True):
+        _set_self_attention(layer_spec.self_attention, layer.self_attn, layer.sub_attn.norm)
+        _set_ffn(layer_spec.ffn, layer.ffn, layer.sub_ffn.norm)
+    if c.pre_norm:
+        _set_norm(enc.layer_norm, model.enc_norm)
+
+    dec = spec.decoder
+    dec.embeddings.weight = _array(model.tgt_embed.weight)
+    dec.scale_embeddings = True
+    dec.position_encodings.encodings = positions.copy()
+    dec.projection.weight = _array(model.output.weight)
+    for layer_spec, layer in zip(dec.layer, model.decoder, strict=True):
+        _set_self_attention(layer_spec.self_attention, layer.self_attn, layer.sub_self.norm)
+        _set_cross_attention(layer_spec.attention, layer.cross_attn, layer.sub_cross.norm)
+        _set_ffn(layer_spec.ffn, layer.ffn, layer.sub_ffn.norm)
+    if c.pre_norm:
+        _set_norm(dec.layer_norm, model.dec_norm)
+
+    sp = tokenizer.sp
+    spec.config.layer_norm_epsilon = c.layer_norm_eps
+    spec.config.unk_token = sp.id_to_piece(UNK)
+    spec.config.bos_token = sp.id_to_piece(BOS)
+    spec.config.eos_token = sp.id_to_piece(EOS)
+    spec.config.decoder_start_token = sp.id_to_piece(BOS)
+    spec.config.add_source_bos = False
+    spec.config.add_source_eos = True
+    pieces = [sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+    spec.register_source_vocabulary(pieces)
+    spec.register_target_vocabulary(pieces)
+    return spec
+
+
+def export_info(
+    state: dict[str, Any],
+    model: Transformer,
+    tokenizer: Tokenizer,
+    quantization: str,
+    vmap: str | Path | None,
+    checkpoint_path: str | Path | None,
+) -> dict[str, Any]:
+    """The provenance written to `nmt_export.json`."""
+    sp = tokenizer.sp
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "nmt_version": __version__,
+        "ctranslate2_version": ctranslate2.__version__,
+        "source_checkpoint": None if checkpoint_path is None else str(checkpoint_path),
+        "checkpoint_nmt_version": state.get("nmt_version"),
+        "averaged_from": state.get("averaged_from"),
+        "quantization": quantization,
+        "model_config": dict(state["model_config"]),
+        "num_parameters": model.num_parameters(),
+        "tokenizer": {
+            "file": TOKENIZER_FILE,
+            "sha256": tokenizer.sha256(),
+            "vocab_size": tokenizer.vocab_size,
+            "special_pieces": {
+                name: sp.id_to_piece(i)
+                for name, i in (("pad", PAD), ("unk", UNK), ("bos", BOS), ("eos", EOS))
+            },
+        },
+        "vocabulary_map": None
+        if vmap is None
+        else {"file": "vmap.txt", "source": str(vmap), "sha256": _sha256(Path(vmap))},
+        "source_eos": "appended by CTranslate2 (config add_source_eos)",
+        "position_table_rows": model.config.max_positions,
+    }
+
+
+def read_export_info(path: str | Path) -> dict[str, Any]:
+    """The provenance of an export folder; raises ExportError if it is not one."""
+    info_path = Path(path) / EXPORT_INFO
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{path}: not an nmt CTranslate2 export (no {EXPORT_INFO})") from None
+    if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
+        raise ExportError(
+            f"{info_path}: unsupported export format {info.get('format')!r} "
+            f"version {info.get('format_version')!r}"
+        )
+    return info
+
+
+class _SpecConverter(Converter):
+    """CTranslate2's fixed pipeline (validate -> optimize -> save) over a ready spec."""
+
+    def __init__(self, spec: TransformerSpec):
+        self._spec = spec
+
+    def _load(self) -> TransformerSpec:
+        return self._spec
+
+
+def _publish(staging: Path, out_dir: Path, workdir: Path) -> None:
+    """Rename the finished export into place; with an existing `out_dir` (force), move it
+    aside first and put it back if the rename fails."""
+    previous = None
+    if out_dir.exists():
+        previous = workdir / "previous"
+        out_dir.rename(previous)
+    try:
+        staging.rename(out_dir)
+    except BaseException:
+        if previous is not None:
+            previous.rename(out_dir)
+        raise
+
+
+def _array(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().float().numpy().copy()
+
+
+def _set_linear(spec: common_spec.LinearSpec, linear: nn.Linear) -> None:
+    spec.weight = _array(linear.weight)  # PyTorch's [out, in] layout, as CTranslate2 wants
+    if linear.bias is not None:
+        spec.bias = _array(linear.bias)
+
+
+def _set_norm(spec: common_spec.LayerNormSpec, norm: nn.LayerNorm) -> None:
+    spec.gamma = _array(norm.weight)
+    spec.beta = _array(norm.bias)
+
+
+def _set_self_attention(spec, attn, norm: nn.LayerNorm) -> None:
+    _set_linear(spec.linear[0], attn.in_proj)  # fused [Wq; Wk; Wv]
+    _set_linear(spec.linear[1], attn.out_proj)
+    _set_norm(spec.layer_norm, norm)
+
+
+def _set_cross_attention(spec, attn, norm: nn.LayerNorm) -> None:
+    _set_linear(spec.linear[0], attn.q_proj)
+    _set_linear(spec.linear[1], attn.kv_proj)  # fused [Wk; Wv]
+    _set_linear(spec.linear[2], attn.out_proj)
+    _set_norm(spec.layer_norm, norm)
+
+
+def _set_ffn(spec, ffn, norm: nn.LayerNorm) -> None:
+    _set_linear(spec.linear_0, ffn.fc1)
+    _set_linear(spec.linear_1, ffn.fc2)
+    _set_norm(spec.layer_norm, norm)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
