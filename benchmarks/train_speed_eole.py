@@ -2,10 +2,12 @@
 """Side-by-side CPU training-speed benchmark: nmt vs eole 0.6.4 (OpenNMT-py's successor).
 
 Both trainers run the same Transformer (d_model 256, 4 heads, FFN 1024, 3+3 pre-norm layers,
-tied embeddings, sinusoidal positions) on Multi30k en->de with 4096-token batches, fp32, on the
-CPU with the same thread count, for the same number of steps. Each side's target tokens/s is the
-mean over its logged intervals, leaving out the first interval (warm-up: process start, data
-loading, allocator growth).
+tied embeddings, sinusoidal positions) on Multi30k en->de with 4096-token batches, on the CPU
+with the same thread count, for the same number of steps. eole trains in fp32 (its CPU path);
+nmt runs twice, in fp32 (same arithmetic) and with its default precision (bf16 autocast on a CPU
+that has it), and both ratios are reported. Each side's target tokens/s is the mean over its
+logged intervals, leaving out the first interval (warm-up: process start, data loading,
+allocator growth).
 
 eole lives in its own virtual environment (default `.venv-eole` at the repo root, gitignored),
 created on first use with torch pinned to the CPU wheel 2.13.0 (see `ensure_eole_venv`).
@@ -44,7 +46,7 @@ import yaml
 log = logging.getLogger("train_speed_eole")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = Path("/work/shared/data/multi30k")
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "multi30k"
 DEFAULT_VENV = REPO_ROOT / ".venv-eole"
 DEFAULT_OUT_DIR = REPO_ROOT / "benchmarks" / "results"
 DEFAULT_WORK_DIR = Path(tempfile.gettempdir()) / "nmt_train_speed_eole"
@@ -60,12 +62,13 @@ TORCH_PIN = "torch==2.13.0"
 EOLE_UNDECLARED_DEPS = ("aiohttp",)
 
 # The nmt side: models/multi30k-small.yaml with what must match the eole side set explicitly
-# (that config trains in bf16 when the CPU has it, on all cores, with its own tokenizer).
+# (threads, tokenizer). It runs once per precision in --nmt-precisions: fp32 matches eole's
+# arithmetic; auto is nmt's default (bf16 autocast where the CPU has it).
 # valid_bleu=false only shortens the validation nmt runs after its last step.
 DEFAULT_NMT_CMD = (
     "{python} -m nmt train --config models/multi30k-small.yaml --data-dir {data_dir}"
     " --set train.max_steps={steps} --set run_dir={tmpdir} --set tokenizer.model={spm}"
-    " --set train.precision=fp32 --set train.threads={threads}"
+    " --set train.precision={precision} --set train.threads={threads}"
     " --set train.log_every={report_every} --set train.valid_bleu=false"
 )
 
@@ -497,13 +500,14 @@ def weighted_rate(intervals: list[EoleInterval]) -> float:
 # nmt run
 
 
-def run_nmt(args: argparse.Namespace, spm_model: Path) -> dict[str, Any]:
+def run_nmt(args: argparse.Namespace, spm_model: Path, precision: str) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(prefix="nmt_run_", dir=args.work_dir)) / "run"
     cmd = args.nmt_cmd.format(
         python=shlex.quote(sys.executable),
         steps=args.steps,
         tmpdir=shlex.quote(str(run_dir)),
         threads=args.threads,
+        precision=precision,
         report_every=args.report_every,
         spm=shlex.quote(str(spm_model)),
         data_dir=shlex.quote(str(args.data_dir.resolve())),
@@ -567,7 +571,7 @@ def local_torch_version() -> str | None:
 
 def write_markdown(result: dict[str, Any], path: Path) -> None:
     eole, nmt, s = result["eole"], result["nmt"], result["settings"]
-    hw, ratio = result["hardware"], result["ratio_nmt_over_eole"]
+    hw, ratios = result["hardware"], result["ratio_nmt_over_eole"]
 
     def row(name: str, side: dict[str, Any] | None) -> str:
         if side is None:
@@ -586,12 +590,15 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "| trainer | target tok/s | per interval (first = warm-up, left out) | wall s | CPU s"
         " | other cores |",
         "| --- | ---: | --- | ---: | ---: | ---: |",
-        row("nmt", nmt),
-        row(f"eole {result['versions']['eole'] or ''}".strip(), eole),
+        *(row(f"nmt, precision {name}", side) for name, side in nmt.items()),
+        row(f"eole {result['versions']['eole'] or ''} (fp32)".strip(), eole),
         "",
-        f"Ratio nmt / eole: **{ratio:.2f}x**" if ratio else "Ratio nmt / eole: n/a",
+        *(f"- Ratio nmt ({name}) / eole: **{r:.2f}x**" for name, r in ratios.items()),
         "",
         "Target tok/s: the mean of the per-interval figures each trainer logs, after the first.",
+        "Precision `auto` is nmt's default: bf16 autocast on this CPU (AMX); eole trains in fp32",
+        "on the CPU. nmt runs with TCMalloc when the system has it (its default: `nmt-train`",
+        "re-executes itself with the allocator preloaded).",
     ]
     if result["shared_cpu"]:
         lines += [
@@ -607,7 +614,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         f"- Hardware: {hw['cpu_model']}, nproc {hw['nproc']}; CPU only",
         f"- Threads: {s['threads']} (OMP/MKL/OPENBLAS_NUM_THREADS for both trainers)",
         f"- Steps: {s['steps']}, logged every {s['report_every']}",
-        f"- Batch: {s['batch_tokens']} tokens; {s['dtype']}",
+        f"- Batch: {s['batch_tokens']} tokens",
         f"- Model: d_model {MODEL['d_model']}, {MODEL['heads']} heads, FFN {MODEL['ffn']},"
         f" {MODEL['enc_layers']}+{MODEL['dec_layers']} pre-norm layers, tied embeddings",
         f"- nmt: torch {result['versions']['nmt_torch']}",
@@ -672,6 +679,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " {tmpdir} {threads} {report_every} {spm} {data_dir}; it must write"
         " {tmpdir}/log.jsonl",
     )
+    p.add_argument(
+        "--nmt-precisions",
+        default="fp32,auto",
+        help="comma-separated train.precision values; the nmt side runs once per value",
+    )
     p.add_argument("--skip-nmt", action="store_true", help="run the eole side only")
     p.add_argument("--skip-eole", action="store_true", help="run the nmt side only")
     p.add_argument(
@@ -700,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data_dir, args.src, args.tgt, args.work_dir / "spm_unigram8k", args.threads
     )
     spm_model = spm_model.resolve()
-    eole = nmt = None
+    eole, nmt = None, {}
     if not args.skip_eole:
         eole = run_eole(args, spm_model)
         log.info(
@@ -709,10 +721,17 @@ def main(argv: list[str] | None = None) -> int:
             eole["src_tokens_per_s"],
         )
     if not args.skip_nmt:
-        nmt = run_nmt(args, spm_model)
-        log.info("nmt: %.0f target tokens/s", nmt["tgt_tokens_per_s"])
+        for precision in args.nmt_precisions.split(","):
+            nmt[precision] = run_nmt(args, spm_model, precision)
+            log.info(
+                "nmt (%s): %.0f target tokens/s", precision, nmt[precision]["tgt_tokens_per_s"]
+            )
 
-    ratio = nmt["tgt_tokens_per_s"] / eole["tgt_tokens_per_s"] if nmt and eole else None
+    ratios = {
+        name: side["tgt_tokens_per_s"] / eole["tgt_tokens_per_s"]
+        for name, side in nmt.items()
+        if eole
+    }
     result = {
         "benchmark": "training speed, Multi30k en->de, CPU",
         "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -722,7 +741,8 @@ def main(argv: list[str] | None = None) -> int:
             "report_every": args.report_every,
             "threads": args.threads,
             "batch_tokens": BATCH_TOKENS,
-            "dtype": "fp32",
+            "nmt_precisions": list(nmt),
+            "eole_dtype": "fp32",
             "model": MODEL,
             "warmup_intervals_excluded": 1,
         },
@@ -733,10 +753,10 @@ def main(argv: list[str] | None = None) -> int:
         },
         "eole": eole,
         "nmt": nmt,
-        "ratio_nmt_over_eole": ratio,
+        "ratio_nmt_over_eole": ratios,
         "shared_cpu": any(
             side is not None and (side["other_cores"] or 0.0) > OTHER_CORES_WARN
-            for side in (eole, nmt)
+            for side in (eole, *nmt.values())
         ),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -744,8 +764,8 @@ def main(argv: list[str] | None = None) -> int:
     json_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     write_markdown(result, args.out_dir / f"{RESULT_STEM}.md")
     log.info("wrote %s and %s.md", json_path, json_path.with_suffix(""))
-    if ratio:
-        log.info("nmt / eole = %.2fx", ratio)
+    for name, r in ratios.items():
+        log.info("nmt (%s) / eole = %.2fx", name, r)
     return 0
 
 

@@ -299,11 +299,6 @@ def test_beam_matches_pytorch_on_training_pairs(trained):
     assert trained.fp32.translate(SOURCES, beam_size=4) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nmt.search.beam_search finalises hypotheses differently from CTranslate2 "
-    "(see ct2_beam_search); remove this marker once nmt.search follows those rules",
-)
 def test_beam_matches_pytorch_on_many_inputs(trained):
     inputs = many_inputs()
     for length_penalty in (1.0, 0.0):
