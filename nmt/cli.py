@@ -89,15 +89,39 @@ def translate_main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-len-a", type=float, default=1.5)
     p.add_argument("--max-len-b", type=int, default=10)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads per translator (CTranslate2 intra_threads; 0: library default)",
+    )
+    p.add_argument(
+        "--inter-threads", type=int, default=1, help="CTranslate2: batches translated in parallel"
+    )
+    p.add_argument(
+        "--compute-type",
+        default="default",
+        help="CTranslate2: int8, int8_float16, float16, float32, ... (default: as exported)",
+    )
+    p.add_argument(
+        "--no-vmap", action="store_true", help="CTranslate2: ignore the export's vocabulary map"
+    )
     args = p.parse_args(argv)
     _setup_logging()
     from nmt.translate import load, translate_stream
 
+    engine: dict[str, object] = {"device": args.device, "threads": args.threads}
+    extra: dict[str, object] = {}
     try:
         translator = load(
-            args.model, backend=args.backend, device=args.device, threads=args.threads
+            args.model,
+            backend=args.backend,
+            **engine,
+            inter_threads=args.inter_threads,
+            compute_type=args.compute_type,
         )
+        if args.no_vmap and getattr(translator, "backend", "") == "ctranslate2":
+            extra["use_vmap"] = False
     except _user_errors() as e:
         return _fail(e)
     with contextlib.ExitStack() as stack:
@@ -122,6 +146,7 @@ def translate_main(argv: list[str] | None = None) -> int:
             length_penalty=args.length_penalty,
             max_len_a=args.max_len_a,
             max_len_b=args.max_len_b,
+            **extra,
         ):
             out.write(line.replace("\n", " ") + "\n")
         out.flush()
@@ -178,9 +203,52 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def export_main(argv: list[str] | None = None) -> int:
+    from nmt.export import EXPORTERS, QUANTIZATIONS
+
+    p = argparse.ArgumentParser(
+        prog="nmt-export",
+        description="Export a checkpoint to an inference engine (CTranslate2 or ONNX Runtime).",
+    )
+    p.add_argument("model", help="run folder (its averaged, best or last checkpoint) or .pt file")
+    p.add_argument("--output", "-o", required=True, help="export folder to create")
+    p.add_argument("--format", default="ct2", choices=sorted(EXPORTERS))
+    p.add_argument("--int8", action="store_true", help="same as --quantization int8")
+    p.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        help="weight type (default float32; ONNX: float32 or int8)",
+    )
+    p.add_argument("--vmap", help="CTranslate2: vocabulary map to ship (see nmt-vmap)")
+    p.add_argument("--force", action="store_true", help="replace an existing export folder")
+    args = p.parse_args(argv)
+    _setup_logging()
+    if args.int8 and args.quantization not in (None, "int8"):
+        p.error("--int8 contradicts --quantization " + args.quantization)
+    if args.vmap and args.format != "ct2":
+        p.error("--vmap applies to --format ct2 only")
+    from nmt.export import export
+    from nmt.export.ct2 import ExportError
+
+    try:
+        out = export(
+            args.model,
+            args.output,
+            format=args.format,
+            quantization="int8" if args.int8 else args.quantization or "float32",
+            vmap=args.vmap,
+            force=args.force,
+        )
+    except (*_user_errors(), ExportError, FileExistsError) as e:
+        return _fail(e)
+    print(out)
+    return 0
+
+
 COMMANDS = {
     "train": train_main,
     "translate": translate_main,
     "average": average_main,
     "evaluate": evaluate_main,
+    "export": export_main,
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from nmt.backends.ct2 import is_ct2_export, load_ct2
 from nmt.batching import pad_sources
 from nmt.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from nmt.model import EOS, Transformer
@@ -115,9 +116,10 @@ def _is_torch(path: Path) -> bool:
     return path.suffix == ".pt" or any((path / n).is_file() for n in RUN_CHECKPOINTS)
 
 
-# name -> (recogniser, loader). Later backends (CTranslate2, ONNX) register here.
+# name -> (recogniser, loader); `load` asks each recogniser in turn.
 BACKENDS: dict[str, tuple[Callable[[Path], bool], Callable[..., object]]] = {
     "pytorch": (_is_torch, load_torch),
+    "ctranslate2": (is_ct2_export, load_ct2),
 }
 
 

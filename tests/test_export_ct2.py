@@ -5,9 +5,9 @@ compared through both translators on many inputs; randomly initialised models of
 norm/activation combinations are compared token for token on random id sequences, up to
 the full position table.
 
-Beam search: CTranslate2 finalises hypotheses differently from `nmt.search.beam_search`.
-`ct2_beam_search` below is a PyTorch beam search with CTranslate2's rules; CTranslate2
-matches it exactly, and it is the change proposed for `nmt.search`.
+Beam search: `ct2_beam_search` below is a one-sentence PyTorch beam search written
+straight from CTranslate2's rules (decoding.cc); CTranslate2 matches it exactly, and
+`nmt.search.beam_search` (batched) matches CTranslate2.
 """
 
 from __future__ import annotations
@@ -346,6 +346,21 @@ def test_loader_and_recogniser(trained):
     assert not is_ct2_export(trained.ckpt)
     translator = load_ct2(trained.root / "int8", threads=1, beam_size=3)  # extra options ignored
     assert translator.translate(SOURCES[:2], beam_size=1) == TARGETS[:2]
+
+
+def test_load_recognises_exports_and_the_cli_exports(trained, tmp_path, capsys):
+    from nmt.cli import export_main
+
+    assert load(trained.root / "fp32").backend == "ctranslate2"
+    assert load(trained.root / "run").backend == "pytorch"
+    out = tmp_path / "cli-int8"
+    assert export_main([str(trained.root / "run"), "-o", str(out), "--int8"]) == 0
+    assert read_export_info(out)["quantization"] == "int8"
+    assert load(out, threads=1).translate(SOURCES[:2], beam_size=1) == TARGETS[:2]
+    assert export_main([str(trained.root / "run"), "-o", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert export_main([str(trained.root / "run"), "-o", str(out), "--force"]) == 0
+    assert read_export_info(out)["quantization"] == "float32"
 
 
 # --- the exported folder ----------------------------------------------------------------

@@ -155,7 +155,14 @@ def load_ct2(
     device: str = "cpu",
     threads: int = 0,
     compute_type: str = "default",
+    inter_threads: int = 1,
     **_: object,
 ) -> CT2Translator:
     """Loader for `nmt.translate.BACKENDS`."""
-    return CT2Translator(path, device=device, threads=threads, compute_type=compute_type)
+    return CT2Translator(
+        path,
+        device=device,
+        threads=threads,
+        compute_type=compute_type,
+        inter_threads=inter_threads,
+    )

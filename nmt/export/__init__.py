@@ -1,12 +1,41 @@
-"""Exporters from checkpoints to inference engines, by name."""
+"""Exporters from checkpoints to inference engines, by format name."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
-from nmt.export.ct2 import export_ct2
+from nmt.checkpoint import load_checkpoint
+from nmt.export.ct2 import QUANTIZATIONS, export_ct2
 
 EXPORTERS: dict[str, Callable[..., Path]] = {
-    "ctranslate2": export_ct2,
+    "ct2": export_ct2,
 }
+
+__all__ = ["EXPORTERS", "QUANTIZATIONS", "export"]
+
+
+def export(
+    model: str | Path,
+    out_dir: str | Path,
+    format: str = "ct2",
+    quantization: str = "float32",
+    vmap: str | Path | None = None,
+    force: bool = False,
+) -> Path:
+    """Export the checkpoint `model` (a .pt file, or a run folder: its averaged, best or
+    last checkpoint) to `out_dir` in `format`."""
+    from nmt.translate import find_checkpoint
+
+    if format not in EXPORTERS:
+        raise ValueError(f"unknown export format {format!r} (known: {', '.join(EXPORTERS)})")
+    ckpt = find_checkpoint(Path(model))
+    options = {"vmap": vmap} if vmap is not None else {}
+    return EXPORTERS[format](
+        load_checkpoint(ckpt),
+        out_dir,
+        quantization=quantization,
+        force=force,
+        checkpoint_path=ckpt,
+        **options,
+    )
