@@ -105,3 +105,19 @@ class EpochIterator:
         batch = self._batches[self.index]
         self.index += 1
         return collate([self.corpus.pair(int(i)) for i in batch])
+
+
+def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Group indices, longest first, into batches of at most `max_tokens` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, batch, width = [], [], 0
+    for i in order:
+        w = max(width, lengths[i])
+        if batch and w * (len(batch) + 1) > max_tokens:
+            batches.append(batch)
+            batch, w = [], lengths[i]
+        batch.append(i)
+        width = w
+    if batch:
+        batches.append(batch)
+    return batches

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from nmt.backends.ct2 import is_ct2_export, load_ct2
-from nmt.batching import pad_sources
+from nmt.backends.onnx import is_onnx_export, load_onnx
+from nmt.batching import pad_sources, token_batches
 from nmt.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from nmt.model import EOS, Transformer
 from nmt.search import SearchOptions, search
@@ -25,22 +26,6 @@ log = logging.getLogger(__name__)
 
 # Preference order of checkpoints inside a run folder.
 RUN_CHECKPOINTS = ("averaged.pt", "best.pt", "last.pt")
-
-
-def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
-    """Group indices, longest first, into batches of at most `max_tokens` padded tokens."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches, batch, width = [], [], 0
-    for i in order:
-        w = max(width, lengths[i])
-        if batch and w * (len(batch) + 1) > max_tokens:
-            batches.append(batch)
-            batch, w = [], lengths[i]
-        batch.append(i)
-        width = w
-    if batch:
-        batches.append(batch)
-    return batches
 
 
 class TorchTranslator:
@@ -120,6 +105,7 @@ def _is_torch(path: Path) -> bool:
 BACKENDS: dict[str, tuple[Callable[[Path], bool], Callable[..., object]]] = {
     "pytorch": (_is_torch, load_torch),
     "ctranslate2": (is_ct2_export, load_ct2),
+    "onnx": (is_onnx_export, load_onnx),
 }
 
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 from nmt.checkpoint import load_checkpoint
 from nmt.export.ct2 import QUANTIZATIONS, export_ct2
+from nmt.export.onnx import export_onnx
 
 EXPORTERS: dict[str, Callable[..., Path]] = {
     "ct2": export_ct2,
+    "onnx": export_onnx,
 }
 
 __all__ = ["EXPORTERS", "QUANTIZATIONS", "export"]

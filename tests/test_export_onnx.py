@@ -1,0 +1,356 @@
+"""ONNX export: the exported graphs decode exactly like PyTorch; the export is atomic.
+
+A toy model trained in seconds is compared through both translators on many inputs, greedy
+and beam 4; randomly initialised models of all four norm/activation combinations are
+compared token for token on random id sequences, up to the full position table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from nmt.backends.onnx import (  # noqa: E402
+    OnnxTranslator,
+    _topk,
+    is_onnx_export,
+    load_onnx,
+    pad_sources,
+)
+from nmt.checkpoint import load_checkpoint  # noqa: E402
+from nmt.config import ModelConfig, TokenizerConfig  # noqa: E402
+from nmt.export.onnx import (  # noqa: E402
+    DECODER_FILE,
+    ENCODER_FILE,
+    TOKENIZER_FILE,
+    ExportError,
+    decoder_io,
+    encoder_io,
+    export_onnx,
+    read_export_info,
+)
+from nmt.fileio import file_sha256  # noqa: E402
+from nmt.model import EOS, PAD, Transformer  # noqa: E402
+from nmt.search import SearchOptions, _length_limits, search  # noqa: E402
+from nmt.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
+from nmt.train import train  # noqa: E402
+from nmt.translate import find_checkpoint, load  # noqa: E402
+
+from .conftest import TOY_PAIRS  # noqa: E402
+from .test_train import toy_config  # noqa: E402
+
+SOURCES = [s for s, _ in TOY_PAIRS]
+TARGETS = [t for _, t in TOY_PAIRS]
+WORDS = sorted({w for s in SOURCES for w in s.split()})
+
+
+def plain_inputs() -> list[str]:
+    """The training sources, pairs of them and random word salad."""
+    rng = random.Random(0)
+    salad = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(60)]
+    pairs = [f"{a} {b}" for a, b in itertools.permutations(SOURCES[:5], 2)]
+    return [*SOURCES, *pairs, *salad]
+
+
+def many_inputs() -> list[str]:
+    """`plain_inputs`, plus blank lines and a line longer than the model accepts."""
+    return [*plain_inputs(), "", "   ", " ".join(WORDS * 4)]
+
+
+def fraction_equal(a: list[str], b: list[str]) -> float:
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A toy model trained to reproduce TOY_PAIRS, its PyTorch translator and exports."""
+    root = tmp_path_factory.mktemp("onnx")
+    corpus = root / "toy"
+    corpus.mkdir()
+    for split, reps in (("train", 8), ("val", 1)):
+        (corpus / f"{split}.en").write_text("".join(f"{s}\n" for s in SOURCES) * reps)
+        (corpus / f"{split}.de").write_text("".join(f"{t}\n" for t in TARGETS) * reps)
+    train(toy_config(root / "run", corpus, "train.max_steps=250", "train.save_every=1000"))
+    ckpt = find_checkpoint(root / "run")
+    state = load_checkpoint(ckpt)
+    export_onnx(state, root / "fp32", checkpoint_path=ckpt)
+    export_onnx(ckpt, root / "int8", quantization="int8")  # a path works as well as a state
+    return SimpleNamespace(
+        root=root,
+        ckpt=ckpt,
+        state=state,
+        torch=load(ckpt),
+        fp32=OnnxTranslator(root / "fp32", threads=1),
+        int8=OnnxTranslator(root / "int8", threads=1),
+    )
+
+
+@pytest.fixture(scope="module")
+def toy_tokenizer(tmp_path_factory) -> Tokenizer:
+    path = tmp_path_factory.mktemp("spm") / "spm.model"
+    config = TokenizerConfig(vocab_size=60, byte_fallback=False)
+    return train_tokenizer([*SOURCES, *TARGETS] * 4, config, path)
+
+
+def random_state(tokenizer: Tokenizer, **changes) -> dict:
+    """A checkpoint of a random model with untied embeddings (the trained one is tied),
+    weights spread wider than the default init and random norms and biases, so that
+    outputs depend on the input rather than repeat one token."""
+    fields = dict(
+        vocab_size=tokenizer.vocab_size,
+        d_model=32,
+        heads=4,
+        ffn=64,
+        enc_layers=2,
+        dec_layers=2,
+        dropout=0.0,
+        attn_dropout=0.0,
+        max_positions=64,
+        tie_embeddings=False,
+    )
+    config = ModelConfig(**{**fields, **changes})
+    torch.manual_seed(0)
+    model = Transformer(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.3 * torch.randn_like(p))
+            elif name.endswith("bias"):
+                p.copy_(0.3 * torch.randn_like(p))
+            elif name.endswith("embed.weight"):
+                p.normal_(0.0, 0.5)
+                p[PAD] = 0.0
+            else:
+                p.normal_(0.0, 2.0 / math.sqrt(p.shape[1]))
+    return {
+        "format_version": 1,
+        "model": model.state_dict(),
+        "model_config": dataclasses.asdict(config),
+        "tokenizer_model": tokenizer.model_proto,
+        "tokenizer_sha256": tokenizer.sha256(),
+    }
+
+
+# --- equivalence -----------------------------------------------------------------------
+
+
+def test_greedy_matches_pytorch_on_many_inputs(trained):
+    inputs = many_inputs()
+    assert trained.fp32.translate(inputs, beam_size=1) == trained.torch.translate(
+        inputs, beam_size=1
+    )
+    assert trained.fp32.translate(SOURCES, beam_size=1) == TARGETS
+
+
+def test_greedy_matches_pytorch_when_length_limits_bind(trained):
+    """Short limits that differ per sentence, and a minimum length."""
+    inputs = many_inputs()
+    for opts in (dict(max_len_a=0.5, max_len_b=1), dict(max_len_a=0.0, max_len_b=3, min_len=3)):
+        assert trained.fp32.translate(inputs, beam_size=1, **opts) == trained.torch.translate(
+            inputs, beam_size=1, **opts
+        )
+
+
+@pytest.mark.parametrize("length_penalty", [1.0, 0.0])
+def test_beam_matches_pytorch_on_many_inputs(trained, length_penalty):
+    inputs = many_inputs()
+    for limits in (dict(), dict(max_len_a=0.5, max_len_b=2)):
+        options = dict(beam_size=4, length_penalty=length_penalty, **limits)
+        assert trained.fp32.translate(inputs, **options) == trained.torch.translate(
+            inputs, **options
+        )
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_random_model_matches_token_for_token(tmp_path, toy_tokenizer, pre_norm, activation):
+    state = random_state(toy_tokenizer, pre_norm=pre_norm, activation=activation)
+    export_onnx(state, tmp_path / "onnx")
+    translator = OnnxTranslator(tmp_path / "onnx", threads=1)
+    model = Transformer(ModelConfig(**state["model_config"])).eval()
+    model.load_state_dict(state["model"])
+    g = torch.Generator().manual_seed(1)
+    V = toy_tokenizer.vocab_size
+    sources = [torch.randint(4, V, (n,), generator=g).tolist() + [EOS] for n in range(1, 41)]
+    sources.append(torch.randint(4, V, (62,), generator=g).tolist() + [EOS])  # 63 with EOS
+    src = pad_sources(sources)
+    # The longest source and the longest output use every row of the position table.
+    for opts in (
+        SearchOptions(beam_size=1, max_len_a=0, max_len_b=63),
+        SearchOptions(beam_size=4, max_len_a=0, max_len_b=63),
+        SearchOptions(beam_size=3, length_penalty=0.0, max_len_a=0.5, max_len_b=2, min_len=2),
+    ):
+        expected = search(model, torch.from_numpy(src), opts)
+        assert translator.search(src, opts) == expected, opts
+    assert len({tuple(h) for h in expected}) > 5  # the outputs depend on the input
+
+
+def test_length_limits_match_pytorch(trained):
+    """float32 arithmetic, truncation and clamping as `nmt.search` does them."""
+    src = pad_sources([[4] * n + [EOS] for n in range(63)])
+    model = SimpleNamespace(config=SimpleNamespace(max_positions=trained.fp32.max_positions))
+    for a, b in itertools.product((0.0, 0.1, 0.3, 0.7, 1.1, 1.5, 2.3), (0, 1, 3, 10, 100)):
+        opts = SearchOptions(max_len_a=a, max_len_b=b)
+        expected = _length_limits(model, torch.from_numpy(src), opts).tolist()
+        assert trained.fp32.length_limits(src, opts).tolist() == expected, (a, b)
+
+
+def test_int8_keeps_most_sentences_identical(trained):
+    inputs = many_inputs()
+    for beam in (1, 4):
+        fp32 = trained.fp32.translate(inputs, beam_size=beam)
+        assert fraction_equal(trained.int8.translate(inputs, beam_size=beam), fp32) >= 0.9
+
+
+# --- the translator API -----------------------------------------------------------------
+
+
+def test_translator_keeps_lines_aligned(trained):
+    lines = ["a dog runs", "", "   ", "a cat sleeps"]
+    for beam in (1, 2):
+        assert trained.fp32.translate(lines, beam_size=beam) == [TARGETS[0], "", "", TARGETS[1]]
+    assert trained.fp32.translate([]) == []
+    assert trained.fp32.translate(["", " "]) == ["", ""]
+    t = trained.fp32
+    assert (t.backend, t.source, t.device, t.threads) == (
+        "onnx",
+        str(trained.root / "fp32"),
+        "cpu",
+        1,
+    )
+    assert t.tokenizer.sha256() == trained.state["tokenizer_sha256"]
+
+
+def test_loader_and_recogniser(trained):
+    assert is_onnx_export(trained.root / "fp32")
+    assert is_onnx_export(trained.root / "int8")
+    assert not is_onnx_export(trained.root / "run")
+    assert not is_onnx_export(trained.ckpt)
+    translator = load_onnx(trained.root / "int8", threads=1, beam_size=3)  # extras ignored
+    assert translator.translate(SOURCES[:2], beam_size=1) == TARGETS[:2]
+    with pytest.raises(ValueError, match="not available"):
+        load_onnx(trained.root / "fp32", device="tpu")
+
+
+# --- the exported folder ----------------------------------------------------------------
+
+
+def test_export_describes_itself(trained):
+    folder = trained.root / "fp32"
+    info = read_export_info(folder)
+    assert info["format"] == "nmt-onnx" and info["format_version"] == 1
+    assert info["source_checkpoint"] == str(trained.ckpt)
+    assert info["source_checkpoint_sha256"] == file_sha256(trained.ckpt)
+    assert info["quantization"] == "float32"
+    assert info["model_config"] == trained.state["model_config"]
+    assert info["onnxruntime_version"] == ort.__version__
+    assert info["torch_version"] == torch.__version__
+    assert "dynamo=False" in info["exporter"]
+    assert info["tokenizer"]["sha256"] == trained.state["tokenizer_sha256"]
+    assert (folder / TOKENIZER_FILE).read_bytes() == trained.state["tokenizer_model"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE, "nmt_export.json"]
+    )
+    int8 = read_export_info(trained.root / "int8")
+    assert int8["quantization"] == "int8"
+    assert int8["source_checkpoint"] == str(trained.ckpt)
+    assert (trained.root / "int8" / DECODER_FILE).stat().st_size < (
+        folder / DECODER_FILE
+    ).stat().st_size
+
+
+def test_graphs_have_the_documented_inputs_and_dynamic_axes(trained):
+    L = trained.state["model_config"]["dec_layers"]
+    info = read_export_info(trained.root / "fp32")["graphs"]
+    for name, (inputs, outputs), session in (
+        ("encoder", encoder_io(L), trained.fp32.encoder),
+        ("decoder", decoder_io(L), trained.fp32.decoder),
+    ):
+        assert [i.name for i in session.get_inputs()] == inputs == info[name]["inputs"]
+        assert [o.name for o in session.get_outputs()] == outputs == info[name]["outputs"]
+        assert info[name]["sha256"] == file_sha256(trained.root / "fp32" / info[name]["file"])
+    shapes = {i.name: i.shape for i in trained.fp32.decoder.get_inputs()}
+    assert isinstance(shapes["tokens"][0], str) and shapes["step"] == []
+    assert all(isinstance(d, str) for d in shapes["src_mask"])
+    assert all(isinstance(shapes["past_k_0"][a], str) for a in (0, 2))
+    assert all(isinstance(shapes["memory_v_0"][a], str) for a in (0, 2))
+    src_shape = trained.fp32.encoder.get_inputs()[0].shape
+    assert all(isinstance(d, str) for d in src_shape)
+
+
+def test_export_refuses_to_overwrite_without_force(trained, tmp_path):
+    folder = tmp_path / "onnx"
+    shutil.copytree(trained.root / "fp32", folder)
+    with pytest.raises(FileExistsError, match="force"):
+        export_onnx(trained.state, folder, quantization="int8")
+    assert read_export_info(folder)["quantization"] == "float32"
+    export_onnx(trained.state, folder, quantization="int8", force=True)
+    assert read_export_info(folder)["quantization"] == "int8"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["onnx"]
+
+
+def _fail_in_quantization(model_input, model_output, **_):
+    Path(model_output).write_bytes(b"partial")
+    raise OSError("disk full")
+
+
+def _fail_in_provenance(path, data):
+    raise OSError("disk full")
+
+
+@pytest.mark.parametrize(
+    "target, replacement, quantization",
+    [
+        ("nmt.export.onnx.quantize_dynamic", _fail_in_quantization, "int8"),
+        ("nmt.export.onnx._write_json", _fail_in_provenance, "float32"),
+    ],
+)
+def test_interrupted_export_leaves_nothing_that_loads(
+    trained, tmp_path, monkeypatch, target, replacement, quantization
+):
+    old = tmp_path / "old"
+    shutil.copytree(trained.root / "fp32", old)
+    monkeypatch.setattr(target, replacement)
+    with pytest.raises(OSError, match="disk full"):
+        export_onnx(trained.state, tmp_path / "new", quantization=quantization)
+    with pytest.raises(OSError, match="disk full"):
+        export_onnx(trained.state, old, quantization=quantization, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]  # no temporary folders left
+    assert read_export_info(old)["quantization"] == "float32"
+    assert OnnxTranslator(old, threads=1).translate(SOURCES[:2], beam_size=1) == TARGETS[:2]
+
+
+def test_export_rejects_bad_requests(trained, tmp_path):
+    with pytest.raises(ValueError, match="quantization"):
+        export_onnx(trained.state, tmp_path / "a", quantization="int16")
+    wrong = dict(trained.state, tokenizer_sha256="0" * 64)
+    with pytest.raises(ExportError, match="sha256"):
+        export_onnx(wrong, tmp_path / "b")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ExportError, match="not an nmt"):
+        read_export_info(trained.root / "run")
+
+
+def test_topk_is_exact_and_breaks_ties_by_index():
+    """The beam search's top-k equals a stable full sort, with many ties and -inf values."""
+    rng = np.random.default_rng(0)
+    for m, k, segment in ((60, 8, 15), (240, 8, 60), (40, 6, 4), (30, 4, 2)):
+        x = rng.integers(-5, 3, size=(50, m)).astype(np.float32)
+        x[rng.random(x.shape) < 0.3] = -np.inf
+        x[:3, segment:] = -np.inf  # only the first segment finite, as at a beam's first step
+        values, idx = _topk(x, k, segment)
+        expected = np.argsort(-x, axis=1, kind="stable")[:, :k]
+        assert (idx == expected).all()
+        assert (values == np.take_along_axis(x, expected, 1)).all()
