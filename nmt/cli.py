@@ -245,10 +245,60 @@ def export_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def bench_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="nmt-bench",
+        description="Benchmark a grid of models x backends x settings (BLEU, words/s, latency, "
+        "memory), each cell in a fresh process; write results.jsonl, report.md and plots.",
+    )
+    p.add_argument("--config", "-c", required=True, help="benchmark grid (YAML); see benchmarks/")
+    p.add_argument("--output-dir", "-o", help="report folder (default: the grid's output_dir)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a grid value, e.g. repeats=5 or grid.threads=[1,2] (repeatable)",
+    )
+    p.add_argument("--device", choices=["cpu", "cuda"], help="measure on this device only")
+    p.add_argument("--data-dir", help="folder holding the test sets (or $NMT_DATA_DIR)")
+    p.add_argument("--only", metavar="TEXT", help="only the cells whose id contains TEXT")
+    p.add_argument("--force", action="store_true", help="measure again cells already measured")
+    p.add_argument("--compare", metavar="OLD.jsonl", help="show what got faster or slower")
+    p.add_argument("--report-only", action="store_true", help="rebuild the report, measure nothing")
+    p.add_argument("--list", action="store_true", help="print the ids of the cells and exit")
+    args = p.parse_args(argv)
+    _setup_logging()
+    from nmt.bench.grid import load_bench_config
+    from nmt.bench.runner import bench, select_cells
+
+    overrides = args.overrides + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
+    try:
+        config = load_bench_config(args.config, overrides)
+        if args.list:
+            print("\n".join(c.cell_id for c in select_cells(config, args.device, args.only)))
+            return 0
+        result = bench(
+            config,
+            args.output_dir,
+            device=args.device,
+            force=args.force,
+            only=args.only,
+            compare=args.compare,
+            measure=not args.report_only,
+        )
+    except _user_errors() as e:
+        return _fail(e)
+    print(result.summary())
+    return 0
+
+
 COMMANDS = {
     "train": train_main,
     "translate": translate_main,
     "average": average_main,
     "evaluate": evaluate_main,
     "export": export_main,
+    "bench": bench_main,
 }

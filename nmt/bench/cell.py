@@ -1,0 +1,241 @@
+"""Measure one benchmark cell: ``python -m nmt.bench.cell < cell.json`` prints one record.
+
+`nmt.bench.runner` starts a fresh process per cell, so a cell has its own memory and finds
+no warm cache, and its peak resident memory is its own. The protocol:
+
+1. Load the model (timed) with the cell's backend, device, threads and compute type.
+2. Read the test set and keep its selected lines; cut them, in order, into batches of
+   `batch_size` sentences; each batch is one `translate()` call.
+3. Warm up: translate the first `warmup_batches` batches, untimed.
+4. Translate the whole test set `repeats` times, timing each pass: words/s (whitespace
+   words of the hypotheses) and target tokens/s (SentencePiece pieces of the hypotheses),
+   with median, min, max and relative spread ((max - min) / median) across the passes.
+5. Score the first pass with sacrebleu (BLEU and chrF2, with signatures).
+6. Latency: `latency_sentences` sentences spread evenly over the test set, translated one
+   at a time (batch size 1): p50, p90 and p99 in milliseconds.
+7. Peak resident memory of the process (and its resident memory right after the imports
+   and right after loading the model); on CUDA, GPU memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from nmt.bench import machine
+from nmt.bench.grid import Cell
+from nmt.data import read_parallel
+from nmt.scoring import score
+from nmt.translate import load
+
+log = logging.getLogger(__name__)
+
+RSS_AFTER_IMPORTS_MB = machine.rss_mb()
+TORCH_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def select_lines(
+    sources: list[str], references: list[str], min_words: int, max_lines: int
+) -> tuple[list[str], list[str]]:
+    """The pairs whose source has at least `min_words` words; the first `max_lines` of them."""
+    pairs = [
+        (s, r) for s, r in zip(sources, references, strict=True) if len(s.split()) >= min_words
+    ]
+    if max_lines:
+        pairs = pairs[:max_lines]
+    if not pairs:
+        raise ValueError(f"no test line has {min_words} or more source words")
+    return [s for s, _ in pairs], [r for _, r in pairs]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min, max and relative spread ((max - min) / median) of per-pass rates."""
+    median = statistics.median(values)
+    return {
+        "median": round(median, 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+        "spread": round((max(values) - min(values)) / median, 4) if median > 0 else 0.0,
+        "runs": [round(v, 1) for v in values],
+    }
+
+
+def load_translator(cell: Cell):
+    """The cell's translator, with its compute type applied."""
+    options: dict[str, Any] = {"device": cell.device, "threads": cell.threads}
+    if cell.backend == "ctranslate2":
+        options["compute_type"] = cell.compute_type
+    translator = load(cell.path, backend=cell.backend, **options)
+    if cell.backend == "pytorch" and cell.compute_type != "float32":
+        import torch
+
+        if cell.compute_type not in TORCH_DTYPES:
+            raise ValueError(f"pytorch compute type must be one of {TORCH_DTYPES}")
+        translator.model.to(getattr(torch, cell.compute_type))
+    return translator
+
+
+def effective_compute_type(translator, cell: Cell) -> str:
+    """What the engine actually runs (CTranslate2 falls back when the device lacks a type)."""
+    if cell.backend == "ctranslate2":
+        return str(translator.translator.compute_type)
+    if cell.backend == "pytorch":
+        return str(next(translator.model.parameters()).dtype).removeprefix("torch.")
+    info = getattr(translator, "info", None) or {}
+    return str(info.get("quantization", cell.compute_type))
+
+
+def engine_settings(translator, cell: Cell) -> dict[str, Any]:
+    """The engine's own thread and batching settings, as it reports them."""
+    if cell.backend == "ctranslate2":
+        return {
+            "intra_threads": translator.threads,
+            "translators": translator.translator.num_translators,
+            "exact_length_limits": translator.exact_length_limits,
+        }
+    if cell.backend == "pytorch":
+        import torch
+
+        return {
+            "torch_threads": torch.get_num_threads(),
+            "interop_threads": torch.get_num_interop_threads(),
+        }
+    return {}
+
+
+def measure(cell: Cell) -> dict[str, Any]:
+    """Run the protocol above and return the cell's record (without the runner's fields)."""
+    started = time.perf_counter()
+    load_before = machine.load_average()
+    cuda = machine.CudaMemory() if cell.device == "cuda" else None
+    t = time.perf_counter()
+    translator = load_translator(cell)
+    load_s = time.perf_counter() - t
+    rss_after_load = machine.rss_mb()
+
+    sources, references = select_lines(
+        *read_parallel(cell.src, cell.ref), cell.min_words, cell.max_lines
+    )
+    options = decoding_options(cell)
+    batches = [sources[i : i + cell.batch_size] for i in range(0, len(sources), cell.batch_size)]
+    for batch in batches[: cell.warmup_batches]:
+        translator.translate(batch, **options)
+    throughput, outputs = timed_passes(translator, batches, options, cell.repeats)
+    latency = latency_ms(translator, sources, options, cell.latency_sentences)
+
+    memory: dict[str, Any] = {
+        "rss_after_imports_mb": RSS_AFTER_IMPORTS_MB,
+        "rss_after_load_mb": rss_after_load,
+        "peak_rss_mb": machine.peak_rss_mb(),
+    }
+    if cuda is not None:
+        memory.update(cuda.report())
+    return {
+        "quality": {
+            **score(outputs[0], references).as_dict(),
+            "same_output_every_repeat": all(o == outputs[0] for o in outputs),
+        },
+        "throughput": {
+            "sentences": len(sources),
+            "source_words": sum(len(s.split()) for s in sources),
+            **throughput,
+            "batching": f"consecutive lines, {cell.batch_size} sentences per translate() call",
+        },
+        "latency_ms": latency,
+        "memory": memory,
+        "model": {
+            "size_mb": round(cell.model_bytes / 2**20, 2),
+            "load_s": round(load_s, 3),
+            "compute_type": effective_compute_type(translator, cell),
+            "engine": engine_settings(translator, cell),
+        },
+        "hardware": machine.hardware(cell.device),
+        "versions": machine.versions(),
+        "environment": machine.environment(),
+        "load_average": [load_before, machine.load_average()],
+        "wall_s": round(time.perf_counter() - started, 2),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def decoding_options(cell: Cell) -> dict[str, Any]:
+    """Keyword arguments of `translate()` for this cell."""
+    d = cell.decoding
+    options: dict[str, Any] = {
+        "beam_size": cell.beam_size,
+        "max_batch_tokens": d.max_batch_tokens,
+        "length_penalty": d.length_penalty,
+        "max_len_a": d.max_len_a,
+        "max_len_b": d.max_len_b,
+        "min_len": d.min_len,
+    }
+    if cell.use_vmap is not None:
+        options["use_vmap"] = cell.use_vmap
+    return options
+
+
+def timed_passes(
+    translator, batches: list[list[str]], options: dict[str, Any], repeats: int
+) -> tuple[dict[str, Any], list[list[str]]]:
+    """Translate all batches `repeats` times; words/s and target tokens/s of each pass
+    (counted outside the timed region), and the hypotheses of each pass."""
+    seconds, outputs = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        hyps = [h for batch in batches for h in translator.translate(batch, **options)]
+        seconds.append(time.perf_counter() - t)
+        outputs.append(hyps)
+    words = [sum(len(h.split()) for h in hyps) for hyps in outputs]
+    tokens = [sum(map(len, translator.tokenizer.encode_pieces(hyps))) for hyps in outputs]
+    return {
+        "words": words[0],
+        "target_tokens": tokens[0],
+        "seconds": [round(s, 4) for s in seconds],
+        "words_per_s": spread([w / s for w, s in zip(words, seconds, strict=True)]),
+        "target_tokens_per_s": spread([n / s for n, s in zip(tokens, seconds, strict=True)]),
+    }, outputs
+
+
+def latency_ms(
+    translator, sources: list[str], options: dict[str, Any], count: int
+) -> dict[str, Any]:
+    """Translate `count` sentences spread evenly over `sources` one at a time: p50, p90,
+    p99 and mean milliseconds per sentence."""
+    k = min(count, len(sources))
+    if k == 0:
+        return {"sentences": 0}
+    sample = [sources[i * len(sources) // k] for i in range(k)]
+    latencies = []
+    for line in sample:
+        t = time.perf_counter()
+        translator.translate([line], **options)
+        latencies.append((time.perf_counter() - t) * 1000)
+    p50, p90, p99 = np.percentile(latencies, [50, 90, 99])
+    return {
+        "sentences": k,
+        "source_words": sum(len(s.split()) for s in sample),
+        "p50": round(float(p50), 2),
+        "p90": round(float(p90), 2),
+        "p99": round(float(p99), 2),
+        "mean": round(float(np.mean(latencies)), 2),
+    }
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    cell = Cell.from_dict(json.loads(sys.stdin.read()))
+    record = measure(cell)
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

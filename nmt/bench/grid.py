@@ -1,0 +1,441 @@
+"""The benchmark grid: a YAML file of models, test sets and axes, expanded into cells.
+
+`BenchConfig` is loaded from YAML and validated on construction, like `nmt.config`: an
+unknown key, a value of the wrong type or an impossible setting is a `ConfigError` naming
+the key (``models[1].compute_types[0]``). `expand_cells` then resolves model paths,
+backends and test-set files and yields one `Cell` per combination of
+
+    test set x device x model x compute type x vocabulary map x threads x beam x batch size.
+
+A cell is a plain frozen record of every setting its measurement depends on; its
+`cell_id` names it for people (and matches cells across runs for `--compare`), its
+`spec_hash` identifies the exact measurement (paths, model files, protocol), so that a
+rerun skips what is already measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import logging
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nmt.config import ConfigError, apply_overrides, load_yaml
+from nmt.datasets import DATASETS, get_file
+from nmt.search import SearchOptions
+from nmt.translate import BACKENDS, find_checkpoint
+
+log = logging.getLogger(__name__)
+
+MIN_REPEATS = 3
+DEVICES = ("cpu", "cuda")
+
+# Compute types a backend can run, per device. CTranslate2 converts the export's weights
+# to the requested type when it loads the model; PyTorch casts the model (`model.to`).
+# Other backends (ONNX Runtime) run what was exported: their only compute type is "export".
+COMPUTE_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "pytorch": {
+        "cpu": ("float32", "bfloat16", "float16"),
+        "cuda": ("float32", "float16", "bfloat16"),
+    },
+    "ctranslate2": {
+        "cpu": ("float32", "int8", "int8_float32", "int16", "bfloat16", "int8_bfloat16"),
+        "cuda": (
+            "float32",
+            "float16",
+            "int8_float16",
+            "bfloat16",
+            "int8_bfloat16",
+            "int8",
+            "int8_float32",
+        ),
+    },
+}
+# What a model entry without `compute_types` is measured with.
+DEFAULT_COMPUTE_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
+    "pytorch": {"cpu": ("float32",), "cuda": ("float16",)},
+    "ctranslate2": {"cpu": ("float32", "int8"), "cuda": ("float16", "int8_float16")},
+}
+EXPORT_COMPUTE_TYPE = "export"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model artifact: a run folder or .pt checkpoint (PyTorch) or an export folder."""
+
+    name: str
+    path: str
+    backend: str = "auto"  # a key of nmt.translate.BACKENDS, or recognised from the path
+    compute_types: tuple[str, ...] = ()  # empty: DEFAULT_COMPUTE_TYPES for the device
+    use_vmap: tuple[bool, ...] = ()  # CTranslate2; empty: [false, true] if it ships a vmap
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """A registered dataset split (`dataset` + `split`) or explicit `src` and `ref` files;
+    then the lines with at least `min_words` source words, the first `max_lines` of them."""
+
+    name: str
+    dataset: str = ""
+    split: str = ""
+    src: str = ""
+    ref: str = ""
+    src_lang: str = "en"
+    tgt_lang: str = "de"
+    min_words: int = 0
+    max_lines: int = 0  # 0: all
+
+    def __post_init__(self) -> None:
+        named = bool(self.dataset or self.split)
+        files = bool(self.src or self.ref)
+        _check(named != files, "dataset", "give either dataset and split, or src and ref")
+        if named:
+            _check(bool(self.dataset and self.split), "split", "dataset needs a split")
+            _check(
+                self.dataset in DATASETS,
+                "dataset",
+                f"unknown dataset {self.dataset!r} (known: {', '.join(DATASETS)})",
+            )
+        else:
+            _check(bool(self.src and self.ref), "ref", "src needs ref and ref needs src")
+        _check(self.min_words >= 0, "min_words", "must be >= 0")
+        _check(self.max_lines >= 0, "max_lines", "must be >= 0 (0: all lines)")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The axes every model is measured along."""
+
+    devices: tuple[str, ...] = ("cpu",)
+    beam_sizes: tuple[int, ...] = (4,)
+    batch_sizes: tuple[int, ...] = (32,)  # sentences per translate() call
+    threads: tuple[int, ...] = (1,)
+
+    def __post_init__(self) -> None:
+        for name in ("devices", "beam_sizes", "batch_sizes", "threads"):
+            values = getattr(self, name)
+            _check(len(values) > 0, name, "must list at least one value")
+            _check(len(set(values)) == len(values), name, f"lists a value twice: {list(values)}")
+        for d in self.devices:
+            _check(d in DEVICES, "devices", f"must be cpu or cuda, got {d!r}")
+        for name in ("beam_sizes", "batch_sizes", "threads"):
+            _check(all(v >= 1 for v in getattr(self, name)), name, "values must be >= 1")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoding settings shared by every cell (defaults: `nmt.search.SearchOptions`)."""
+
+    length_penalty: float = SearchOptions.length_penalty
+    max_len_a: float = SearchOptions.max_len_a
+    max_len_b: int = SearchOptions.max_len_b
+    min_len: int = SearchOptions.min_len
+    # Large, so that each batch of `batch_size` sentences is translated as one batch.
+    max_batch_tokens: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        _check(self.max_batch_tokens >= 1, "max_batch_tokens", "must be >= 1")
+        _check(self.min_len >= 0, "min_len", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything `nmt-bench` needs; see benchmarks/multi30k.yaml."""
+
+    models: tuple[ModelEntry, ...]
+    test_sets: tuple[TestSet, ...]
+    name: str = "bench"
+    output_dir: str = ""  # default: benchmarks/results/<name>
+    data_dir: str = ""  # test-set files (else $NMT_DATA_DIR, else the download cache)
+    grid: Grid = field(default_factory=Grid)
+    decoding: Decoding = field(default_factory=Decoding)
+    repeats: int = MIN_REPEATS  # timed passes over the test set
+    warmup_batches: int = 2  # untimed batches translated first
+    latency_sentences: int = 100  # translated one at a time for latency (0: skip)
+    cell_timeout_minutes: float = 30.0
+    time_budget_minutes: float = 0.0  # stop starting cells after this long (0: no limit)
+
+    def __post_init__(self) -> None:
+        _check(bool(_NAME.match(self.name)), "name", f"must match {_NAME.pattern}")
+        _check(len(self.models) > 0, "models", "must list at least one model")
+        _check(len(self.test_sets) > 0, "test_sets", "must list at least one test set")
+        for key, items in (("models", self.models), ("test_sets", self.test_sets)):
+            names = [item.name for item in items]
+            for i, name in enumerate(names):
+                _check(bool(_NAME.match(name)), f"{key}[{i}].name", f"must match {_NAME.pattern}")
+                _check(names.index(name) == i, f"{key}[{i}].name", f"{name!r} is used twice")
+        _check(self.repeats >= 1, "repeats", "must be >= 1")
+        _check(self.warmup_batches >= 0, "warmup_batches", "must be >= 0")
+        _check(self.latency_sentences >= 0, "latency_sentences", "must be >= 0")
+        _check(self.cell_timeout_minutes > 0, "cell_timeout_minutes", "must be positive")
+        _check(self.time_budget_minutes >= 0, "time_budget_minutes", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One measurement: every setting it depends on, in JSON-friendly types."""
+
+    model: str
+    path: str
+    backend: str
+    compute_type: str
+    use_vmap: bool | None  # None: not a CTranslate2 model
+    device: str
+    threads: int
+    beam_size: int
+    batch_size: int
+    test_set: str
+    src: str
+    ref: str
+    min_words: int
+    max_lines: int
+    decoding: Decoding
+    repeats: int
+    warmup_batches: int
+    latency_sentences: int
+    model_files: tuple[str, ...]  # what "size on disk" counts
+    model_bytes: int
+    model_mtime: float  # newest of model_files: a re-exported model is measured again
+
+    @property
+    def cell_id(self) -> str:
+        """A readable name, stable across runs of the same grid: `--compare` matches it."""
+        vmap = "" if self.use_vmap is None else f" vmap={'on' if self.use_vmap else 'off'}"
+        return (
+            f"{self.test_set} {self.device} {self.model} {self.backend} {self.compute_type}"
+            f"{vmap} t{self.threads} beam{self.beam_size} bs{self.batch_size}"
+        )
+
+    @property
+    def spec_hash(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Cell:
+        values = dict(values)
+        values["decoding"] = Decoding(**values["decoding"])
+        values["model_files"] = tuple(values["model_files"])
+        return cls(**values)
+
+
+def load_bench_config(
+    path: str | Path, overrides: list[str] = (), min_repeats: int = MIN_REPEATS
+) -> BenchConfig:
+    """Load a benchmark grid from YAML plus ``--set key=value`` overrides.
+
+    Real benchmarks need `MIN_REPEATS` timed passes per cell, so that the spread of the
+    speed can be stated; only tests pass a smaller `min_repeats`.
+    """
+    raw = apply_overrides(load_yaml(path), list(overrides))
+    try:
+        config = _build(BenchConfig, raw, "")
+        _check(
+            config.repeats >= min_repeats,
+            "repeats",
+            f"must be >= {min_repeats} (the spread across repeats is part of every result)",
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return config
+
+
+def expand_cells(config: BenchConfig, device: str | None = None) -> list[Cell]:
+    """All cells of the grid, in order: test set, device, model, compute type, vmap,
+    threads, beam, batch size. `device` replaces `grid.devices`. Resolves model paths and
+    backends and finds the test-set files (downloading registered ones if need be);
+    raises ConfigError naming the key of a model or test set that cannot be measured."""
+    if device is not None and device not in DEVICES:
+        raise ConfigError(f"device: must be cpu or cuda, got {device!r}")
+    devices = (device,) if device else config.grid.devices
+    models = [_resolve_model(m, f"models[{i}]") for i, m in enumerate(config.models)]
+    engines = [  # (device, entry, backend, files, compute type, use_vmap)
+        (dev, entry, backend, files, compute_type, use_vmap)
+        for dev in devices
+        for entry, backend, files in models
+        for compute_type in _compute_types(entry, backend, dev)
+        for use_vmap in _vmap_options(entry, backend)
+    ]
+    axes = list(
+        itertools.product(config.grid.threads, config.grid.beam_sizes, config.grid.batch_sizes)
+    )
+    cells = []
+    for i, test_set in enumerate(config.test_sets):
+        src, ref = _test_files(test_set, config.data_dir, f"test_sets[{i}]")
+        for (dev, entry, backend, files, compute_type, use_vmap), (
+            threads,
+            beam,
+            batch,
+        ) in itertools.product(engines, axes):
+            cells.append(
+                Cell(
+                    model=entry.name,
+                    path=str(Path(entry.path).resolve()),
+                    backend=backend,
+                    compute_type=compute_type,
+                    use_vmap=use_vmap,
+                    device=dev,
+                    threads=threads,
+                    beam_size=beam,
+                    batch_size=batch,
+                    test_set=test_set.name,
+                    src=str(src),
+                    ref=str(ref),
+                    min_words=test_set.min_words,
+                    max_lines=test_set.max_lines,
+                    decoding=config.decoding,
+                    repeats=config.repeats,
+                    warmup_batches=config.warmup_batches,
+                    latency_sentences=config.latency_sentences,
+                    model_files=tuple(str(f) for f in files),
+                    model_bytes=sum(f.stat().st_size for f in files),
+                    model_mtime=max(f.stat().st_mtime for f in files),
+                )
+            )
+    return cells
+
+
+def _resolve_model(entry: ModelEntry, key: str) -> tuple[ModelEntry, str, list[Path]]:
+    """The entry, its backend and the files that make up the model on disk."""
+    path = Path(entry.path)
+    if not path.exists():
+        raise ConfigError(f"{key}.path: {path} does not exist")
+    backend = entry.backend
+    if backend == "auto":
+        found = [name for name, (recognise, _) in BACKENDS.items() if recognise(path)]
+        if not found:
+            raise ConfigError(
+                f"{key}.path: {path} is not a model any backend recognises "
+                f"(backends: {', '.join(BACKENDS)})"
+            )
+        backend = found[0]
+    elif backend not in BACKENDS:
+        raise ConfigError(
+            f"{key}.backend: unknown backend {backend!r} (known: auto, {', '.join(BACKENDS)})"
+        )
+    if backend == "pytorch":
+        files = [find_checkpoint(path)]
+    elif path.is_file():
+        files = [path]
+    else:
+        files = sorted(f for f in path.rglob("*") if f.is_file())
+    if not files:
+        raise ConfigError(f"{key}.path: {path} holds no files")
+    for i, ct in enumerate(entry.compute_types):
+        known = {c for per_device in COMPUTE_TYPES.get(backend, {}).values() for c in per_device}
+        if not known:
+            raise ConfigError(
+                f"{key}.compute_types: {backend} runs the model as exported; export each "
+                "precision to its own folder and list each as a model"
+            )
+        if ct not in known:
+            raise ConfigError(
+                f"{key}.compute_types[{i}]: unknown compute type {ct!r} for {backend} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+    if entry.use_vmap:
+        if backend != "ctranslate2":
+            raise ConfigError(f"{key}.use_vmap: applies to CTranslate2 exports only")
+        if True in entry.use_vmap and not (path / "vmap.txt").is_file():
+            raise ConfigError(f"{key}.use_vmap: {path} has no vmap.txt (export with --vmap)")
+    return entry, backend, files
+
+
+def _compute_types(entry: ModelEntry, backend: str, device: str) -> list[str]:
+    """The entry's compute types that `backend` can run on `device`, or its defaults."""
+    if backend not in COMPUTE_TYPES:
+        return [EXPORT_COMPUTE_TYPE]
+    if not entry.compute_types:
+        return list(DEFAULT_COMPUTE_TYPES[backend][device])
+    runnable = [c for c in entry.compute_types if c in COMPUTE_TYPES[backend][device]]
+    dropped = [c for c in entry.compute_types if c not in runnable]
+    if dropped:
+        log.info(
+            "%s: %s not measured on %s (%s cannot run them there)",
+            entry.name,
+            ", ".join(dropped),
+            device,
+            backend,
+        )
+    return runnable
+
+
+def _vmap_options(entry: ModelEntry, backend: str) -> list[bool | None]:
+    if backend != "ctranslate2":
+        return [None]
+    if entry.use_vmap:
+        return list(dict.fromkeys(entry.use_vmap))
+    return [False, True] if (Path(entry.path) / "vmap.txt").is_file() else [False]
+
+
+def _test_files(test_set: TestSet, data_dir: str, key: str) -> tuple[Path, Path]:
+    if test_set.dataset:
+        return (
+            get_file(test_set.dataset, f"{test_set.split}.{test_set.src_lang}", data_dir or None),
+            get_file(test_set.dataset, f"{test_set.split}.{test_set.tgt_lang}", data_dir or None),
+        )
+    for side in ("src", "ref"):
+        if not Path(getattr(test_set, side)).is_file():
+            raise ConfigError(f"{key}.{side}: {getattr(test_set, side)} is not a file")
+    return Path(test_set.src).resolve(), Path(test_set.ref).resolve()
+
+
+# --- loading: a mapping -> frozen dataclasses, every key and type checked ---------------
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _build(cls: type, values: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]}: unknown key (known keys of {where}: {', '.join(fields)})"
+        )
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in values:
+            raise ConfigError(f"{prefix}{name}: missing (required)")
+    kwargs = {
+        name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in values.items()
+    }
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{prefix}{e}") from None
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        items = value if isinstance(value, list) else [value]  # a scalar is a 1-list
+        return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(items))
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r} ({type(value).__name__})")

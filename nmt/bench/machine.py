@@ -1,0 +1,175 @@
+"""What a measurement ran on: hardware, library versions, thread settings, memory probes.
+
+Every benchmark record carries these, so that a number never travels without its machine.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+PACKAGES = ("nmt", "torch", "ctranslate2", "onnxruntime", "sacrebleu", "sentencepiece", "numpy")
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "OMP_WAIT_POLICY",
+    "CT2_USE_EXPERIMENTAL_PACKED_GEMM",
+    "CUDA_VISIBLE_DEVICES",
+    "LD_PRELOAD",
+)
+
+
+def thread_environment(threads: int) -> dict[str, str]:
+    """Variables that pin the math libraries of a child process to `threads` threads."""
+    return {name: str(threads) for name in THREAD_VARIABLES[:3]}
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def hardware(device: str) -> dict[str, Any]:
+    """CPU model, CPU counts, memory, OS and, on CUDA, the GPU."""
+    info: dict[str, Any] = {
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": memory_gib(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    if device == "cuda":
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the packages a measurement depends on (None: not installed)."""
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB.
+
+    Linux: VmHWM of /proc/self/status, the high-water mark of this process's own address
+    space. Not `getrusage(RUSAGE_SELF).ru_maxrss`, which survives fork and exec: a child
+    started from a parent holding 250 MB reports at least 250 MB, whatever it uses.
+    """
+    value = _proc_status_mb("VmHWM")
+    if value is not None:
+        return value
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
+
+
+def rss_mb() -> float | None:
+    """Resident memory of this process now, in MiB (Linux; None elsewhere)."""
+    return _proc_status_mb("VmRSS")
+
+
+def _proc_status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+class CudaMemory:
+    """GPU memory of one measurement: the device's used memory above what it was before
+    the model was loaded (the CUDA context excluded; other processes on the GPU would be
+    counted too), PyTorch's own peak allocation, and this process's usage as nvidia-smi
+    reports it, where it can."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        torch.cuda.init()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        self.baseline = self._device_used()
+
+    def _device_used(self) -> int:
+        free, total = self.torch.cuda.mem_get_info()
+        return total - free
+
+    def report(self) -> dict[str, float | None]:
+        self.torch.cuda.synchronize()
+        return {
+            "gpu_used_mb": round((self._device_used() - self.baseline) / 2**20, 1),
+            "gpu_torch_peak_mb": round(self.torch.cuda.max_memory_allocated() / 2**20, 1),
+            "gpu_process_mb": _nvidia_smi_process_mb(),
+        }
+
+
+def _nvidia_smi_process_mb() -> float | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        pid, _, used = (part.strip() for part in line.partition(","))
+        if pid == str(os.getpid()) and used.endswith("MiB"):
+            return float(used.removesuffix("MiB"))
+    return None
