@@ -106,6 +106,12 @@ def translate_main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-vmap", action="store_true", help="CTranslate2: ignore the export's vocabulary map"
     )
+    p.add_argument(
+        "--exact-length-limits",
+        action="store_true",
+        help="CTranslate2 beam search: apply each sentence's own length limit exactly "
+        "(as PyTorch does) at the price of smaller batches",
+    )
     args = p.parse_args(argv)
     _setup_logging()
     from nmt.translate import load, translate_stream
@@ -119,6 +125,7 @@ def translate_main(argv: list[str] | None = None) -> int:
             **engine,
             inter_threads=args.inter_threads,
             compute_type=args.compute_type,
+            exact_length_limits=args.exact_length_limits,
         )
         if args.no_vmap and getattr(translator, "backend", "") == "ctranslate2":
             extra["use_vmap"] = False

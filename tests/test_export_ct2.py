@@ -94,8 +94,8 @@ def trained(request, tmp_path_factory):
         ckpt=ckpt,
         state=state,
         torch=load(ckpt),
-        fp32=CT2Translator(root / "fp32", threads=1),
-        int8=CT2Translator(root / "int8", threads=1),
+        fp32=CT2Translator(root / "fp32", threads=1, exact_length_limits=True),
+        int8=CT2Translator(root / "int8", threads=1, exact_length_limits=True),
     )
 
 
@@ -306,6 +306,19 @@ def test_beam_matches_pytorch_on_many_inputs(trained):
         assert trained.fp32.translate(inputs, **options) == trained.torch.translate(
             inputs, **options
         )
+
+
+def test_default_length_limits_agree_unless_a_limit_binds(trained):
+    """The default (one call at the batch's largest limit) equals the exact grouping when no
+    sentence's own limit binds, and never exceeds a sentence's limit when one does."""
+    fast = CT2Translator(trained.root / "fp32", threads=1)
+    inputs = many_inputs()
+    assert fast.translate(inputs, beam_size=4) == trained.fp32.translate(inputs, beam_size=4)
+    tok = trained.torch.tokenizer
+    outputs = fast.translate(inputs, beam_size=4, max_len_a=0.3, max_len_b=1)
+    for line, out in zip(inputs, outputs, strict=True):
+        limit = fast.length_limits([len(tok.encode([line])[0]) + 1], 0.3, 1)[0]
+        assert len(out.split()) <= limit  # words <= pieces <= limit
 
 
 def test_int8_keeps_most_sentences_identical(trained):
