@@ -1,0 +1,618 @@
+"""Sequence-level knowledge distillation (Kim & Rush 2016): a teacher translates the source
+side of a training corpus, and students learn from its translations.
+
+`distill(teacher, data, output_dir, config)` writes a dataset folder that trains as is
+(`nmt-train --set data.dataset= --set data.data_dir=DIR`, or `--data-dir DIR` for a
+registered dataset, whose files are found as `DIR/FILE`):
+
+    train.SRC / train.TGT    the distilled pairs: sources and the teacher's translations,
+                             line-aligned, the pairs a filter rejects dropped from both sides
+    mix.SRC / mix.TGT        with `mix`: the original pairs, then the distilled ones
+                             (`--set data.train=mix`)
+    VALID.* / TEST.*         copies of the original validation and test files
+    raw.TGT                  every teacher output, line-aligned with the source corpus
+    raw.json                 the translation job and its totals (time, tokens)
+    stats.json               lines, tokens, time, tokens/s, counts and examples per filter
+    provenance.json          teacher (path, fingerprint, export or checkpoint info), backend,
+                             decoding settings, versions, source files with sha256, date
+
+Resumable: the source is cut into fixed chunks of `chunk_lines` lines; each translated
+chunk is written atomically as `parts/NNNNNN.json`, and a restarted run translates only
+the chunks still missing, so every line is translated once and the output keeps the
+corpus order. `parts/job.json` records what is being translated (teacher fingerprint,
+source checksum, decoding settings); parts of another job are never mixed in (`force`
+starts over). Once every chunk is there, `raw.TGT` and `raw.json` are written atomically
+and the parts removed. Filtering is cheap and runs on every call, so changing a filter
+threshold re-filters without translating again.
+
+Workers: `workers` translator processes of `threads` threads each, each translating whole
+chunks (CTranslate2's advice for throughput on many cores: several one-thread replicas
+rather than one translator with many threads).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import multiprocessing
+import re
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+# The checked YAML -> frozen dataclass loader (tuples, nested sections, required keys).
+from nmt.bench.grid import _build as build_config
+from nmt.config import ConfigError, DataConfig, RunConfig, apply_overrides, load_yaml
+from nmt.data import read_lines, read_parallel
+from nmt.datasets import DATASETS, DatasetError
+from nmt.fileio import atomic_write_text, file_sha256, remove_stale_temporaries
+from nmt.search import SearchOptions
+
+log = logging.getLogger(__name__)
+
+RAW_INFO = "raw.json"
+STATS = "stats.json"
+PROVENANCE = "provenance.json"
+PARTS = "parts"
+JOB = "job.json"
+EXAMPLES_PER_FILTER = 5
+KEEP_WARNING = 0.9  # warn when the filters keep less than this share of the pairs
+
+
+class DistillError(RuntimeError):
+    """The output folder is in the way, or the teacher cannot distil this corpus."""
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """Which teacher outputs are dropped. Tokens are whitespace-separated; each rejected
+    pair is counted under the first filter (in `FILTERS` order) that rejects it."""
+
+    max_repeats: int = 4  # degenerate: a unit repeated this many times in a row ...
+    repeat_unit_chars: int = 40  # ... of 2 to this many characters (a piece, word or phrase)
+    min_unique_ratio: float = 0.3  # degenerate: distinct tokens / tokens below this ...
+    unique_min_tokens: int = 10  # ... in outputs of at least this many tokens
+    max_overlap: float = 0.8  # copied: share of (lowercased) words in common with the source
+    copy_min_tokens: int = 4  # ... checked when the longer side has at least this many words
+    max_ratio: float = 2.5  # bad ratio: longer side / shorter side, in tokens ...
+    ratio_min_tokens: int = 6  # ... checked when the longer side has at least this many
+
+    def __post_init__(self) -> None:
+        _check(self.max_repeats >= 2, "max_repeats", "must be >= 2")
+        _check(self.repeat_unit_chars >= 2, "repeat_unit_chars", "must be >= 2")
+        _check(0.0 <= self.min_unique_ratio <= 1.0, "min_unique_ratio", "must be in [0, 1]")
+        _check(0.0 < self.max_overlap <= 1.0, "max_overlap", "must be in (0, 1]")
+        _check(self.max_ratio >= 1.0, "max_ratio", "must be >= 1.0")
+        for name in ("unique_min_tokens", "copy_min_tokens", "ratio_min_tokens"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How the teacher translates, in how many processes, and what is kept."""
+
+    beam_size: int = 4
+    batch_tokens: int = 2048  # source tokens per batch
+    length_penalty: float = SearchOptions.length_penalty
+    max_len_a: float = SearchOptions.max_len_a
+    max_len_b: int = SearchOptions.max_len_b
+    backend: str = "auto"  # a key of nmt.translate.BACKENDS, or recognised from the path
+    device: str = "cpu"
+    compute_type: str = "default"  # CTranslate2: as exported
+    workers: int = 1  # translator processes
+    threads: int = 1  # threads per translator
+    chunk_lines: int = 1000  # lines per resumable chunk
+    max_lines: int = 0  # distil the first N source lines only (0: all)
+    mix: bool = False  # also write mix.*: original pairs + distilled pairs
+    filters: FilterConfig = field(default_factory=FilterConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("beam_size", "batch_tokens", "workers", "chunk_lines"):
+            _check(getattr(self, name) >= 1, name, "must be >= 1")
+        for name in ("threads", "max_lines", "max_len_b"):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
+        _check(self.device in ("cpu", "cuda"), "device", f"cpu or cuda, got {self.device!r}")
+
+    def decoding(self) -> dict[str, Any]:
+        """The options every chunk is translated with (part of the job's identity)."""
+        return {
+            "beam_size": self.beam_size,
+            "max_batch_tokens": self.batch_tokens,
+            "length_penalty": self.length_penalty,
+            "max_len_a": self.max_len_a,
+            "max_len_b": self.max_len_b,
+        }
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def load_distill_config(path: str | Path | None = None, overrides: list[str] = ()) -> DistillConfig:
+    """A DistillConfig from YAML (or the defaults) plus ``key=value`` overrides
+    (``filters.max_ratio=3``); errors name the key."""
+    raw = apply_overrides(load_yaml(path) if path else {}, list(overrides))
+    try:
+        return build_config(DistillConfig, raw, "")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+
+
+def source_data(
+    data: str,
+    data_dir: str = "",
+    src_lang: str = "en",
+    tgt_lang: str = "de",
+    train: str = "train",
+    valid: str = "val",
+    test: str = "test_2016_flickr",
+) -> DataConfig:
+    """The corpus to distil: a registered dataset name, or a folder holding
+    `TRAIN.SRC`/`TRAIN.TGT` (and the validation and test files to copy)."""
+    split = {"src_lang": src_lang, "tgt_lang": tgt_lang, "train": train, "valid": valid}
+    if data in DATASETS:
+        return DataConfig(dataset=data, data_dir=data_dir, test=test, **split)
+    if not Path(data).is_dir():
+        raise ConfigError(
+            f"--data: {data!r} is neither a registered dataset ({', '.join(DATASETS)}) nor a folder"
+        )
+    return DataConfig(dataset="", data_dir=data, test=test, **split)
+
+
+# --- filters ---------------------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def is_empty(src: str, hyp: str, c: FilterConfig) -> bool:
+    return not hyp.strip() or not src.strip()
+
+
+def is_degenerate(src: str, hyp: str, c: FilterConfig) -> bool:
+    """A unit of characters repeated `max_repeats` times in a row (the loops of a decoder:
+    "phonphonphonphon", "ein Hund ein Hund ein Hund ein Hund"), or too few distinct tokens."""
+    tokens = hyp.split()
+    if len(tokens) >= c.unique_min_tokens and len(set(tokens)) / len(tokens) < c.min_unique_ratio:
+        return True
+    # A space after the last token, so that a repeated phrase's last copy is whole too.
+    text = " ".join(tokens) + " "
+    return _repeat_pattern(c.max_repeats, c.repeat_unit_chars).search(text) is not None
+
+
+@functools.lru_cache(maxsize=8)
+def _repeat_pattern(repeats: int, unit_chars: int) -> re.Pattern[str]:
+    return re.compile(rf"(.{{2,{unit_chars}}}?)\1{{{repeats - 1}}}")
+
+
+def is_copied(src: str, hyp: str, c: FilterConfig) -> bool:
+    """The source itself, or mostly its words (a copy rather than a translation)."""
+    if hyp.strip() == src.strip():
+        return True
+    s, h = _words(src), _words(hyp)
+    longer = max(len(s), len(h))
+    if longer < c.copy_min_tokens:
+        return False
+    common = sum((Counter(s) & Counter(h)).values())
+    return common / longer >= c.max_overlap
+
+
+def is_bad_ratio(src: str, hyp: str, c: FilterConfig) -> bool:
+    ls, lh = len(src.split()), len(hyp.split())
+    longer, shorter = max(ls, lh), max(min(ls, lh), 1)
+    return longer >= c.ratio_min_tokens and longer / shorter > c.max_ratio
+
+
+# name -> test; a pair is rejected by the first that says True.
+FILTERS: dict[str, Callable[[str, str, FilterConfig], bool]] = {
+    "empty": is_empty,
+    "degenerate": is_degenerate,
+    "copied": is_copied,
+    "bad_ratio": is_bad_ratio,
+}
+
+
+def filter_pairs(
+    sources: list[str], hyps: list[str], config: FilterConfig
+) -> tuple[list[int], dict[str, int], dict[str, list[dict[str, Any]]]]:
+    """Indices of the pairs kept; rejected counts per filter; a few examples of each."""
+    kept: list[int] = []
+    counts = dict.fromkeys(FILTERS, 0)
+    examples: dict[str, list[dict[str, Any]]] = {name: [] for name in FILTERS}
+    for i, (src, hyp) in enumerate(zip(sources, hyps, strict=True)):
+        reason = next((name for name, test in FILTERS.items() if test(src, hyp, config)), None)
+        if reason is None:
+            kept.append(i)
+            continue
+        counts[reason] += 1
+        if len(examples[reason]) < EXAMPLES_PER_FILTER:
+            examples[reason].append({"line": i + 1, "src": src, "hyp": hyp})
+    return kept, counts, examples
+
+
+# --- translation in resumable chunks ---------------------------------------------------------
+
+
+def _translate_chunk(translator, lines: list[str], options: dict[str, Any]) -> dict[str, Any]:
+    """Translate one chunk; its hypotheses (one line each), seconds and target pieces."""
+    start = time.perf_counter()
+    hyps = translator.translate(lines, **options)
+    seconds = time.perf_counter() - start
+    hyps = [" ".join(h.split()) for h in hyps]  # no newline or tab can break the alignment
+    tokenizer = getattr(translator, "tokenizer", None)
+    pieces = sum(map(len, tokenizer.encode(hyps))) if tokenizer else 0
+    return {"hypotheses": hyps, "seconds": round(seconds, 3), "target_pieces": pieces}
+
+
+def _load_teacher(teacher: str, config: DistillConfig):
+    from nmt.translate import load
+
+    return load(
+        teacher,
+        backend=config.backend,
+        device=config.device,
+        threads=config.threads,
+        compute_type=config.compute_type,
+        inter_threads=1,
+    )
+
+
+_worker_translator = None  # one teacher per worker process
+
+
+def _worker_init(teacher: str, config: DistillConfig) -> None:
+    global _worker_translator
+    logging.basicConfig(level=logging.WARNING)
+    _worker_translator = _load_teacher(teacher, config)
+
+
+def _worker_translate(task: tuple[int, list[str], dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    index, lines, options = task
+    return index, _translate_chunk(_worker_translator, lines, options)
+
+
+class Parts:
+    """The chunk files of one translation job in `folder`."""
+
+    def __init__(self, folder: Path, n_lines: int, chunk_lines: int):
+        self.folder, self.n_lines, self.chunk_lines = folder, n_lines, chunk_lines
+        self.count = -(-n_lines // chunk_lines)
+
+    def span(self, index: int) -> tuple[int, int]:
+        return index * self.chunk_lines, min((index + 1) * self.chunk_lines, self.n_lines)
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"{index:06d}.json"
+
+    def read(self, index: int) -> dict[str, Any] | None:
+        """The chunk's record, or None when it is missing or not this chunk's."""
+        try:
+            part = json.loads(self.path(index).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        first, end = self.span(index)
+        if part.get("first_line") != first or len(part.get("hypotheses", ())) != end - first:
+            log.warning(
+                "%s: not chunk %d of this job; translating it again", self.path(index), index
+            )
+            return None
+        return part
+
+    def missing(self) -> list[int]:
+        return [i for i in range(self.count) if self.read(i) is None]
+
+    def write(self, index: int, result: dict[str, Any]) -> None:
+        first, _ = self.span(index)
+        atomic_write_text(self.path(index), json.dumps({"first_line": first, **result}) + "\n")
+
+
+def translate_corpus(
+    teacher: str, sources: list[str], output_dir: Path, config: DistillConfig, job: dict[str, Any]
+) -> dict[str, Any]:
+    """Translate `sources` chunk by chunk into `parts/`, skipping chunks already there, then
+    write `raw.TGT` (via the caller) and return the totals; see the module docstring."""
+    parts = Parts(output_dir / PARTS, len(sources), config.chunk_lines)
+    parts.folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(parts.folder)  # a chunk being written when the run was killed
+    job_path = parts.folder / JOB
+    if job_path.is_file():
+        previous = json.loads(job_path.read_text(encoding="utf-8"))
+        if previous != job:
+            raise DistillError(_job_mismatch(job_path, previous, job))
+    else:
+        atomic_write_text(job_path, json.dumps(job, indent=2) + "\n")
+    todo = parts.missing()
+    resumed = parts.count - len(todo)
+    if resumed:
+        log.info("resuming: %d of %d chunks already translated", resumed, parts.count)
+    options = config.decoding()
+    tasks = ((i, sources[slice(*parts.span(i))], options) for i in todo)
+    start = time.perf_counter()
+    lines_done = 0
+    for n, (index, result) in enumerate(_run_tasks(teacher, config, tasks), start=1):
+        parts.write(index, result)
+        lines_done += len(result["hypotheses"])
+        elapsed = time.perf_counter() - start
+        log.info(
+            "chunk %d/%d (%d of %d to do): %d lines in %.1f s; %.1f lines/s overall",
+            index + 1,
+            parts.count,
+            n,
+            len(todo),
+            len(result["hypotheses"]),
+            result["seconds"],
+            lines_done / max(elapsed, 1e-9),
+        )
+    records = [parts.read(i) for i in range(parts.count)]
+    if any(r is None for r in records):  # a chunk vanished while we ran: never guess
+        raise DistillError(f"{parts.folder}: chunks missing after translation; run again")
+    return {
+        "hypotheses": [h for r in records for h in r["hypotheses"]],
+        "chunks": parts.count,
+        "chunks_resumed": resumed,
+        "translate_seconds": round(sum(r["seconds"] for r in records), 2),
+        "target_pieces": sum(r["target_pieces"] for r in records),
+    }
+
+
+def _run_tasks(teacher: str, config: DistillConfig, tasks) -> Iterator[tuple[int, dict]]:
+    """Translate tasks in order: in this process, or in `workers` spawned processes."""
+    if config.workers == 1:
+        translator = _load_teacher(teacher, config)
+        for index, lines, options in tasks:
+            yield index, _translate_chunk(translator, lines, options)
+        return
+    context = multiprocessing.get_context("spawn")  # no forked copies of threaded runtimes
+    with context.Pool(config.workers, _worker_init, (teacher, config)) as pool:
+        yield from pool.imap(_worker_translate, tasks)
+
+
+def _job_mismatch(path: Path, previous: dict[str, Any], job: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(previous) | set(job) if previous.get(k) != job.get(k))
+    return (
+        f"{path}: the output folder holds another distillation (differs in: "
+        f"{', '.join(keys)}); pass force (--force) to start over or choose another folder"
+    )
+
+
+# --- provenance ------------------------------------------------------------------------------
+
+
+def teacher_info(teacher: str | Path) -> dict[str, Any]:
+    """Where the teacher comes from: its export or checkpoint info and a fingerprint
+    (sha256 over its model files) that identifies it in the job and the provenance."""
+    from nmt.checkpoint import load_checkpoint
+    from nmt.export.ct2 import EXPORT_INFO
+    from nmt.translate import find_checkpoint
+
+    path = Path(teacher)
+    if path.is_dir() and (path / EXPORT_INFO).is_file():
+        files = sorted(f for f in path.rglob("*") if f.is_file())
+        info: dict[str, Any] = {"export": json.loads((path / EXPORT_INFO).read_text())}
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f"{f.relative_to(path)}\0{file_sha256(f)}\n".encode())
+        info["sha256"] = digest.hexdigest()
+    else:
+        ckpt = find_checkpoint(path)
+        state = load_checkpoint(ckpt)
+        info = {
+            "checkpoint": {
+                "file": str(ckpt.resolve()),
+                "step": state.get("step"),
+                "nmt_version": state.get("nmt_version"),
+                "model_config": state.get("model_config"),
+                "tokenizer_sha256": state.get("tokenizer_sha256"),
+                "averaged_from": state.get("averaged_from"),
+                "validation": state.get("validation"),
+            },
+            "sha256": file_sha256(ckpt),
+        }
+    return {"path": str(path.resolve()), **info}
+
+
+def _split_paths(data: DataConfig, split: str) -> tuple[Path, Path]:
+    from nmt.train import resolve_split
+
+    return resolve_split(RunConfig(data=data), split)
+
+
+# --- the whole job ---------------------------------------------------------------------------
+
+
+@dataclass
+class DistillResult:
+    output_dir: Path
+    stats: dict[str, Any]
+
+    def summary(self) -> str:
+        s = self.stats
+        removed = ", ".join(f"{v} {k}" for k, v in s["filtered"].items())
+        return (
+            f"{s['kept']} of {s['lines']} pairs kept (removed: {removed}); "
+            f"{s['target_pieces_per_s']:,.0f} target tokens/s; {self.output_dir}"
+        )
+
+
+def distill(
+    teacher: str | Path,
+    data: DataConfig,
+    output_dir: str | Path,
+    config: DistillConfig | None = None,
+    force: bool = False,
+) -> DistillResult:
+    """Translate the training source of `data` with `teacher`, filter, and write the
+    distilled dataset folder `output_dir` (see the module docstring). Resumes an
+    interrupted run of the same job; another job's folder needs `force`."""
+    wall = time.perf_counter()
+    config = config or DistillConfig()
+    out = Path(output_dir)
+    src_path, tgt_path = _split_paths(data, data.train)
+    if out.resolve() in (src_path.resolve().parent, tgt_path.resolve().parent):
+        raise DistillError(f"{out}: is the source corpus folder; choose another output folder")
+    sources, targets = read_parallel(src_path, tgt_path)
+    if config.max_lines:
+        sources, targets = sources[: config.max_lines], targets[: config.max_lines]
+    teacher_meta = teacher_info(teacher)
+    job = {
+        "teacher_sha256": teacher_meta["sha256"],
+        "source_sha256": file_sha256(src_path),
+        "lines": len(sources),
+        "chunk_lines": config.chunk_lines,
+        "compute_type": config.compute_type,
+        **config.decoding(),
+    }
+    ours = (out / PARTS / JOB).is_file() or (out / RAW_INFO).is_file()
+    if force:
+        shutil.rmtree(out / PARTS, ignore_errors=True)
+        (out / RAW_INFO).unlink(missing_ok=True)
+    elif out.is_dir() and any(out.iterdir()) and not ours:
+        raise DistillError(
+            f"{out}: exists and holds no distillation; pass force (--force) to write into it"
+        )
+    if out.is_dir():
+        remove_stale_temporaries(out)
+    raw_tgt, raw_info = out / f"raw.{data.tgt_lang}", out / RAW_INFO
+    translation = json.loads(raw_info.read_text()) if raw_info.is_file() else None
+    if translation is not None and translation["job"] != job:
+        raise DistillError(_job_mismatch(raw_info, translation["job"], job))
+    if translation is None:
+        done = translate_corpus(str(teacher), sources, out, config, job)
+        hyps = done.pop("hypotheses")
+        atomic_write_text(raw_tgt, "".join(h + "\n" for h in hyps))
+        translation = {"job": job, **done}
+        atomic_write_text(raw_info, json.dumps(translation, indent=2) + "\n")
+        shutil.rmtree(out / PARTS, ignore_errors=True)
+    else:
+        log.info("%s: translation already complete; filtering again", out)
+        shutil.rmtree(out / PARTS, ignore_errors=True)  # left over from an interrupted cleanup
+        hyps = read_lines(raw_tgt)
+        if len(hyps) != len(sources):
+            raise DistillError(f"{raw_tgt}: {len(hyps)} lines for {len(sources)} sources")
+
+    kept, counts, examples = filter_pairs(sources, hyps, config.filters)
+    src_lang, tgt_lang = data.src_lang, data.tgt_lang
+    written = {
+        f"train.{src_lang}": [sources[i] for i in kept],
+        f"train.{tgt_lang}": [hyps[i] for i in kept],
+    }
+    if config.mix:
+        written[f"mix.{src_lang}"] = sources + written[f"train.{src_lang}"]
+        written[f"mix.{tgt_lang}"] = targets + written[f"train.{tgt_lang}"]
+    for name, lines in written.items():
+        atomic_write_text(out / name, "".join(line + "\n" for line in lines))
+    copied = _copy_splits(data, out)
+
+    seconds = translation["translate_seconds"]
+    target_words = sum(len(h.split()) for h in hyps)
+    stats = {
+        "lines": len(sources),
+        "kept": len(kept),
+        "filtered": counts,
+        "filters": asdict(config.filters),
+        "source_words": sum(len(s.split()) for s in sources),
+        "target_words": target_words,
+        "target_pieces": translation["target_pieces"],
+        "kept_source_words": sum(len(sources[i].split()) for i in kept),
+        "kept_target_words": sum(len(hyps[i].split()) for i in kept),
+        "translate_seconds": seconds,
+        "sentences_per_s": round(len(sources) / max(seconds, 1e-9), 1),
+        "target_words_per_s": round(target_words / max(seconds, 1e-9), 1),
+        "target_pieces_per_s": round(translation["target_pieces"] / max(seconds, 1e-9), 1),
+        "chunks": translation["chunks"],
+        "chunks_resumed": translation["chunks_resumed"],
+        "wall_seconds_this_call": round(time.perf_counter() - wall, 2),
+        "settings": {
+            "backend": config.backend,
+            "device": config.device,
+            "compute_type": config.compute_type,
+            "workers": config.workers,
+            "threads": config.threads,
+            **config.decoding(),
+        },
+        "examples": examples,
+    }
+    stats["hardware"] = _hardware(config.device)
+    atomic_write_text(out / STATS, json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+    provenance = _provenance(teacher_meta, config, data, src_path, tgt_path, out, written, copied)
+    atomic_write_text(out / PROVENANCE, json.dumps(provenance, indent=2) + "\n")
+    result = DistillResult(out, stats)
+    log.info("distilled: %s", result.summary())
+    if len(kept) < KEEP_WARNING * len(sources):
+        log.warning(
+            "the filters dropped %.0f%% of the teacher's outputs (examples in %s): is the "
+            "teacher trained enough, and are the thresholds right for this corpus?",
+            100 * (1 - len(kept) / len(sources)),
+            out / STATS,
+        )
+    return result
+
+
+def _copy_splits(data: DataConfig, out: Path) -> list[str]:
+    """Copy the validation and test files beside the distilled train files."""
+    copied = []
+    for split in dict.fromkeys((data.valid, data.test)):
+        try:
+            paths = _split_paths(data, split)
+        except DatasetError as e:
+            log.warning("not copying split %s: %s", split, e)
+            continue
+        if not all(p.is_file() for p in paths):
+            log.warning("not copying split %s: %s not found", split, " or ".join(map(str, paths)))
+            continue
+        for path, lang in zip(paths, (data.src_lang, data.tgt_lang), strict=True):
+            atomic_write_text(out / f"{split}.{lang}", path.read_text(encoding="utf-8"))
+            copied.append(f"{split}.{lang}")
+    return copied
+
+
+def _hardware(device: str) -> dict[str, Any]:
+    from nmt.bench.machine import hardware
+
+    return hardware(device)
+
+
+def _provenance(
+    teacher: dict[str, Any],
+    config: DistillConfig,
+    data: DataConfig,
+    src_path: Path,
+    tgt_path: Path,
+    out: Path,
+    written: dict[str, list[str]],
+    copied: list[str],
+) -> dict[str, Any]:
+    from nmt.bench.machine import versions
+
+    backend = config.backend
+    if backend == "auto":
+        from nmt.translate import BACKENDS
+
+        backend = next((n for n, (ok, _) in BACKENDS.items() if ok(Path(teacher["path"]))), "?")
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
+        "teacher": {**teacher, "backend": backend, "compute_type": config.compute_type},
+        "decoding": config.decoding(),
+        "workers": config.workers,
+        "threads": config.threads,
+        "source": {
+            "data": asdict(data),
+            "max_lines": config.max_lines,
+            "files": {str(p): file_sha256(p) for p in (src_path, tgt_path)},
+        },
+        "filters": asdict(config.filters),
+        "mix": config.mix,
+        "outputs": {name: file_sha256(out / name) for name in [*written, *copied]},
+        "versions": versions(),
+    }

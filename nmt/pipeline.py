@@ -1,0 +1,440 @@
+"""`nmt-pipeline PIPELINE.yaml`: teacher -> distillation -> students -> export -> benchmark.
+
+One YAML file (`PipelineConfig`, see pipelines/*.yaml) names the teacher's and each
+student's run config, the distillation settings, the export and the benchmark grid. Every
+output lives under the pipeline's `root`:
+
+    ROOT/TEACHER/             the teacher's run folder (nmt-train)
+    ROOT/exports/TEACHER-distill-Q/  the teacher exported to CTranslate2 (type Q) to distil
+    ROOT/distilled/           the distilled dataset folder (nmt.distill)
+    ROOT/STUDENT/             one run folder per student
+    ROOT/exports/NAME-Q/      the int8 (or other) exports, with a vocabulary map when
+                              nmt.vmap is available; ROOT/exports/NAME.vmap.txt
+    ROOT/bench/               grid.yaml (rerun it with nmt-bench), results.jsonl, report.md
+    ROOT/stages/STAGE.json    a stage's completion marker (teacher, distill, each student by
+                              its name, export, bench): its settings, its result
+    ROOT/pipeline.json        the resolved pipeline config
+
+Stages run in order and each calls the library (`nmt.train.train`, `nmt.distill.distill`,
+`nmt.export.export`, `nmt.bench.runner.bench`, which measures each cell in a fresh
+process). A stage whose marker exists is skipped; a marker written with other settings is
+an error (delete the stage's outputs and its marker, or choose another root). An
+interrupted stage resumes where it stopped: training with `resume` when `last.pt` exists,
+distillation from its chunk files, export per model, benchmarking per cell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The checked YAML -> frozen dataclass loader (tuples, nested sections, required keys).
+from nmt.bench.grid import _NAME
+from nmt.bench.grid import _build as build_config
+from nmt.config import ConfigError, RunConfig, apply_overrides, load_run_config, load_yaml, replace
+from nmt.distill import DistillConfig
+from nmt.fileio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+STUDENT_DATA = ("distilled", "mix", "original")
+RESERVED = ("distilled", "exports", "bench", "stages")  # folders under the root
+STAGES = ("teacher", "distill", "export", "bench")  # a student's stage is named after it
+
+
+class PipelineError(RuntimeError):
+    """A stage's outputs were made with other settings, or a stage cannot run."""
+
+
+@dataclass(frozen=True)
+class RunStage:
+    """A model to train: a run config plus ``--set`` overrides; `data` says what a student
+    learns from (the teacher always learns from the original corpus)."""
+
+    name: str
+    config: str
+    set: tuple[str, ...] = ()
+    data: str = "distilled"
+
+    def __post_init__(self) -> None:
+        _check(bool(_NAME.match(self.name)), "name", f"must match {_NAME.pattern}")
+        _check(self.name not in RESERVED, "name", f"{self.name!r} is reserved for a folder")
+        _check(self.data in STUDENT_DATA, "data", f"one of {', '.join(STUDENT_DATA)}")
+
+
+@dataclass(frozen=True)
+class ExportStage:
+    quantization: str = "int8"  # CTranslate2 weight type of the exports
+    vmap: bool = True  # ship a vocabulary map built from each model's training data
+    teacher: bool = True  # export (and benchmark) the teacher as well
+
+
+@dataclass(frozen=True)
+class BenchStage:
+    """The benchmark grid over the exports (see benchmarks/multi30k.yaml for each key)."""
+
+    enabled: bool = True
+    beam_sizes: tuple[int, ...] = (1, 4)
+    batch_sizes: tuple[int, ...] = (32,)
+    threads: tuple[int, ...] = (1,)
+    compute_types: tuple[str, ...] = ()  # empty: each export's own weight type
+    use_vmap: tuple[bool, ...] = ()  # empty: with and without, for exports that ship one
+    pytorch: bool = False  # also measure the PyTorch run folders
+    repeats: int = 3
+    warmup_batches: int = 2
+    latency_sentences: int = 100
+    max_lines: int = 0  # first N test lines (0: all)
+    time_budget_minutes: float = 0.0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    root: str
+    teacher: RunStage
+    students: tuple[RunStage, ...]
+    name: str = "pipeline"
+    data_dir: str = ""  # dataset files for every run (like --data-dir); empty: the configs'
+    teacher_export: str = "int8"  # weight type of the teacher export that distils ("": PyTorch)
+    share_tokenizer: bool = True  # students reuse the teacher's SentencePiece model
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    export: ExportStage = field(default_factory=ExportStage)
+    bench: BenchStage = field(default_factory=BenchStage)
+
+    def __post_init__(self) -> None:
+        _check(len(self.students) > 0, "students", "list at least one student")
+        names = [self.teacher.name] + [s.name for s in self.students]
+        for i, name in enumerate(names[1:]):
+            _check(names.index(name) == i + 1, f"students[{i}].name", f"{name!r} is used twice")
+        for i, s in enumerate(self.students):
+            _check(s.name not in STAGES, f"students[{i}].name", f"{s.name!r} names a stage")
+            _check(
+                s.data != "mix" or self.distill.mix,
+                f"students[{i}].data",
+                "mix needs distill.mix: true",
+            )
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {message}")
+
+
+def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
+    """Load a pipeline from YAML plus ``key=value`` overrides; also loads every run config
+    it names, so that a typo there fails now rather than hours later."""
+    raw = apply_overrides(load_yaml(path), list(overrides))
+    try:
+        config = build_config(PipelineConfig, raw, "")
+        for stage in (config.teacher, *config.students):
+            load_run_config(stage.config, list(stage.set))
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    return config
+
+
+# --- run configs of the stages ---------------------------------------------------------------
+
+
+def teacher_run_config(c: PipelineConfig) -> RunConfig:
+    run = load_run_config(c.teacher.config, list(c.teacher.set))
+    data = replace(run.data, data_dir=c.data_dir) if c.data_dir else run.data
+    return replace(run, run_dir=str(Path(c.root) / c.teacher.name), data=data)
+
+
+def student_run_config(c: PipelineConfig, student: RunStage) -> RunConfig:
+    """The student's run config, reading the distilled (or original) corpus."""
+    run = load_run_config(student.config, list(student.set))
+    corpus = teacher_run_config(c).data
+    where = {
+        k: getattr(corpus, k)
+        for k in ("dataset", "data_dir", "src_lang", "tgt_lang", "train", "valid", "test")
+    }
+    if student.data != "original":  # the distilled folder, read by file prefix
+        where.update(
+            dataset="",
+            data_dir=str(Path(c.root) / "distilled"),
+            train="train" if student.data == "distilled" else "mix",
+        )
+    run = replace(run, run_dir=str(Path(c.root) / student.name), data=replace(run.data, **where))
+    if c.share_tokenizer:
+        spm = str(Path(c.root) / c.teacher.name / "spm.model")
+        run = replace(run, tokenizer=replace(run.tokenizer, model=spm))
+    return run
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    name: str
+    spec: dict[str, Any]  # the settings its outputs depend on (checked against its marker)
+    run: Callable[[], dict[str, Any]]
+
+
+@dataclass
+class PipelineResult:
+    root: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        text = f"{len(self.ran)} stages run, {len(self.skipped)} already done"
+        if self.incomplete:
+            text += f"; incomplete (run again): {', '.join(self.incomplete)}"
+        return text + f"; outputs in {self.root}"
+
+
+def plan(c: PipelineConfig) -> list[Stage]:
+    """The stages of the pipeline, in order."""
+    root = Path(c.root)
+    teacher = teacher_run_config(c)
+    students = {s.name: student_run_config(c, s) for s in c.students}
+    stages = [
+        Stage("teacher", _json(teacher.to_dict()), lambda: train_stage(teacher)),
+        Stage(
+            "distill",
+            _json(
+                {
+                    "teacher_export": c.teacher_export,
+                    "data": asdict(teacher.data),
+                    **asdict(c.distill),
+                }
+            ),
+            lambda: distill_stage(c, teacher),
+        ),
+    ]
+    for name, run in students.items():
+        stages.append(Stage(name, _json(run.to_dict()), lambda run=run: train_stage(run)))
+    models = ({c.teacher.name: teacher} if c.export.teacher else {}) | students
+    export_spec = _json({**asdict(c.export), "models": list(models)})
+    stages.append(Stage("export", export_spec, lambda: export_stage(root, models, c.export)))
+    if c.bench.enabled:
+        bench_spec = _json({**asdict(c.bench), "models": list(models)})
+        stages.append(Stage("bench", bench_spec, lambda: bench_stage(c, teacher, models)))
+    return stages
+
+
+def run_pipeline(config: PipelineConfig, until: str | None = None) -> PipelineResult:
+    """Run the stages not done yet, in order (up to and including `until`)."""
+    stages = plan(config)
+    names = [s.name for s in stages]
+    if until is not None and until not in names:
+        raise ConfigError(f"--until: unknown stage {until!r} (stages: {', '.join(names)})")
+    root = Path(config.root)
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "pipeline.json", json.dumps(_json(asdict(config)), indent=2) + "\n")
+    result = PipelineResult(root)
+    for stage in stages:
+        marker = root / "stages" / f"{stage.name}.json"
+        if marker.is_file():
+            done = json.loads(marker.read_text(encoding="utf-8"))
+            if done["spec"] != stage.spec:
+                raise PipelineError(_stale(marker, done["spec"], stage.spec))
+            log.info("stage %s: done (%s)", stage.name, marker)
+            result.skipped.append(stage.name)
+            result.results[stage.name] = done["result"]
+        else:
+            log.info("stage %s: running", stage.name)
+            start = time.perf_counter()
+            outcome = stage.run()
+            result.results[stage.name] = outcome
+            if outcome.get("incomplete"):
+                result.incomplete.append(stage.name)
+                log.warning("stage %s: incomplete; run the pipeline again", stage.name)
+            else:
+                record = {
+                    "stage": stage.name,
+                    "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "seconds": round(time.perf_counter() - start, 1),
+                    "spec": stage.spec,
+                    "result": outcome,
+                }
+                atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
+            result.ran.append(stage.name)
+        if stage.name == until:
+            break
+    return result
+
+
+def stage_status(config: PipelineConfig) -> list[tuple[str, bool]]:
+    """Each stage and whether its marker exists (for `nmt-pipeline --list`)."""
+    root = Path(config.root)
+    return [(s.name, (root / "stages" / f"{s.name}.json").is_file()) for s in plan(config)]
+
+
+def train_stage(run: RunConfig) -> dict[str, Any]:
+    """Train, or resume a run that has a `last.pt` but no `summary.json`."""
+    from nmt.train import train
+
+    run_dir = Path(run.run_dir)
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():  # finished, but the marker was not written
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    else:
+        resume = (run_dir / "last.pt").is_file()
+        if resume:
+            log.info("%s: resuming from last.pt", run_dir)
+        with _own_log_handlers():
+            summary = train(run, resume=resume)
+    return {k: v for k, v in summary.items() if k != "validations"}
+
+
+def distill_stage(c: PipelineConfig, teacher: RunConfig) -> dict[str, Any]:
+    from nmt.distill import distill
+
+    model = Path(teacher.run_dir)
+    if c.teacher_export:
+        out = Path(c.root) / "exports" / f"{c.teacher.name}-distill-{c.teacher_export}"
+        model = _export_once(model, out, c.teacher_export, vmap=None)
+    result = distill(model, teacher.data, Path(c.root) / "distilled", c.distill)
+    return {k: v for k, v in result.stats.items() if k not in ("examples", "hardware")}
+
+
+def export_stage(root: Path, models: dict[str, RunConfig], e: ExportStage) -> dict[str, Any]:
+    """Export each model; a vocabulary map from its training corpus when nmt.vmap exists."""
+    builder = _vmap_builder() if e.vmap else None
+    if e.vmap and builder is None:
+        log.warning("nmt.vmap is not available: exporting without vocabulary maps")
+    exports = {}
+    for name, run in models.items():
+        out = root / "exports" / f"{name}-{e.quantization}"
+        vmap = None
+        if builder is not None and not out.exists():
+            vmap = root / "exports" / f"{name}.vmap.txt"
+            builder(run, vmap)
+        exports[name] = str(_export_once(Path(run.run_dir), out, e.quantization, vmap))
+    return {"exports": exports}
+
+
+def _export_once(run_dir: Path, out: Path, quantization: str, vmap: Path | None) -> Path:
+    from nmt.backends.ct2 import is_ct2_export
+    from nmt.export import export
+
+    if is_ct2_export(out):  # exports are atomic: an existing one is complete
+        log.info("%s: already exported", out)
+        return out
+    return export(run_dir, out, format="ct2", quantization=quantization, vmap=vmap)
+
+
+def _vmap_builder() -> Callable[[RunConfig, Path], None] | None:
+    """Build-and-write function over a run's training corpus, or None without nmt.vmap."""
+    try:
+        from nmt import vmap
+    except ImportError:
+        return None
+    if not all(hasattr(vmap, n) for n in ("build_vmap_from_files", "write_vmap")):
+        return None
+
+    def build(run: RunConfig, path: Path) -> None:
+        from nmt.tokenizer import Tokenizer
+        from nmt.train import resolve_split
+
+        tokenizer = Tokenizer.from_file(Path(run.run_dir) / "spm.model")
+        src, tgt = resolve_split(run, run.data.train)
+        vmap.write_vmap(vmap.build_vmap_from_files(src, tgt, tokenizer), path)
+
+    return build
+
+
+def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConfig]) -> dict:
+    from nmt.bench.grid import load_bench_config
+    from nmt.bench.runner import bench
+
+    root, b = Path(c.root), c.bench
+    entries = []
+    for name, run in models.items():
+        export_dir = root / "exports" / f"{name}-{c.export.quantization}"
+        entry: dict[str, Any] = {
+            "name": export_dir.name,
+            "path": str(export_dir),
+            "compute_types": list(b.compute_types) or [c.export.quantization],
+        }
+        if b.use_vmap and (export_dir / "vmap.txt").is_file():
+            entry["use_vmap"] = list(b.use_vmap)
+        entries.append(entry)
+        if b.pytorch:
+            entries.append({"name": f"{name}-pt", "path": run.run_dir})
+    d = teacher.data
+    test_set: dict[str, Any] = {"name": d.test, "max_lines": b.max_lines}
+    if d.dataset:
+        test_set.update(dataset=d.dataset, split=d.test, src_lang=d.src_lang, tgt_lang=d.tgt_lang)
+    else:
+        prefix = Path(d.data_dir) / d.test
+        test_set.update(src=f"{prefix}.{d.src_lang}", ref=f"{prefix}.{d.tgt_lang}")
+    grid = {
+        "name": c.name,
+        "output_dir": str(root / "bench"),
+        "data_dir": d.data_dir,
+        "models": entries,
+        "test_sets": [test_set],
+        "grid": {
+            "devices": ["cpu"],
+            "beam_sizes": list(b.beam_sizes),
+            "batch_sizes": list(b.batch_sizes),
+            "threads": list(b.threads),
+        },
+        "repeats": b.repeats,
+        "warmup_batches": b.warmup_batches,
+        "latency_sentences": b.latency_sentences,
+        "time_budget_minutes": b.time_budget_minutes,
+    }
+    grid_path = root / "bench" / "grid.yaml"
+    header = f"# written by nmt-pipeline ({c.name}); rerun: nmt-bench --config {grid_path}\n"
+    atomic_write_text(grid_path, header + yaml.safe_dump(grid, sort_keys=False))
+    result = bench(load_bench_config(grid_path))
+    return {
+        "report": str(result.report),
+        "measured": len(result.measured),
+        "already_measured": len(result.skipped),
+        "failed": result.failed,
+        "incomplete": bool(result.failed or result.not_started),
+    }
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _own_log_handlers() -> Iterator[None]:
+    """Remove the handlers a training run adds to the `nmt` logger (its train.log), so
+    that the next stage's lines do not land in this run's log."""
+    logger = logging.getLogger("nmt")
+    before = list(logger.handlers)
+    try:
+        yield
+    finally:
+        for handler in [h for h in logger.handlers if h not in before]:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def _json(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists), for comparing specs."""
+    return json.loads(json.dumps(value))
+
+
+def _stale(marker: Path, done: dict[str, Any], now: dict[str, Any]) -> str:
+    changed = sorted(_diff(done, now))
+    return (
+        f"{marker}: this stage was run with other settings (changed: {', '.join(changed)}); "
+        "delete its outputs and this marker to run it again, or choose another root"
+    )
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = set(a) | set(b)
+        return [d for k in keys for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]

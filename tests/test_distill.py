@@ -1,0 +1,272 @@
+"""Distillation: a toy teacher translates a toy corpus into an aligned, filtered dataset
+folder; an interrupted run resumes to the same bytes, each chunk translated once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nmt import distill as distill_module
+from nmt.config import ConfigError, DataConfig, load_run_config
+from nmt.distill import (
+    FILTERS,
+    DistillConfig,
+    DistillError,
+    FilterConfig,
+    Parts,
+    distill,
+    filter_pairs,
+    is_bad_ratio,
+    is_copied,
+    is_degenerate,
+    load_distill_config,
+    source_data,
+)
+from nmt.fileio import file_sha256
+from nmt.train import resolve_split, train
+from nmt.translate import load
+
+from .conftest import TOY_PAIRS
+from .test_train import toy_config
+
+SOURCES = [s for s, _ in TOY_PAIRS]
+TARGETS = [t for _, t in TOY_PAIRS]
+CONFIG = DistillConfig(beam_size=2, chunk_lines=10, batch_tokens=64, mix=True)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    """A toy run folder that learnt TOY_PAIRS, beside its corpus (train x8, val, test)."""
+    root = tmp_path_factory.mktemp("distill")
+    corpus = root / "toy"
+    corpus.mkdir()
+    for split, reps in (("train", 8), ("val", 1), ("test", 1)):
+        (corpus / f"{split}.en").write_text("".join(f"{s}\n" for s in SOURCES) * reps)
+        (corpus / f"{split}.de").write_text("".join(f"{t}\n" for t in TARGETS) * reps)
+    train(toy_config(root / "run", corpus, "train.max_steps=150", "train.save_every=1000"))
+    return root
+
+
+def toy_data(teacher: Path) -> DataConfig:
+    return source_data(str(teacher / "toy"), test="test")
+
+
+def read(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_distilled_folder_is_aligned_and_describes_itself(teacher, tmp_path):
+    out = tmp_path / "distilled"
+    result = distill(teacher / "run", toy_data(teacher), out, CONFIG)
+    sources = read(teacher / "toy" / "train.en")
+    expected = load(teacher / "run").translate(sources, beam_size=2, max_batch_tokens=64)
+    assert read(out / "raw.de") == expected  # every output, in corpus order
+    kept_src, kept_tgt = read(out / "train.en"), read(out / "train.de")
+    assert len(kept_src) == len(kept_tgt) == result.stats["kept"] > 0
+    kept, _, _ = filter_pairs(sources, expected, CONFIG.filters)
+    assert kept_src == [sources[i] for i in kept] and kept_tgt == [expected[i] for i in kept]
+    # mix: the original pairs, then the distilled ones; val and test copied
+    assert read(out / "mix.en") == sources + kept_src
+    assert read(out / "mix.de") == read(teacher / "toy" / "train.de") + kept_tgt
+    for name in ("val.en", "val.de", "test.en", "test.de"):
+        assert (out / name).read_bytes() == (teacher / "toy" / name).read_bytes()
+    assert not (out / "parts").exists()
+    # a dataset folder: --data-dir points a registered dataset at it; mix by file prefix
+    run = load_run_config(None, ["data.dataset=multi30k", f"data.data_dir={out}"])
+    assert resolve_split(run, "train") == (out / "train.en", out / "train.de")
+    run = load_run_config(None, ["data.dataset=", f"data.data_dir={out}", "data.train=mix"])
+    assert resolve_split(run, "mix") == (out / "mix.en", out / "mix.de")
+
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["lines"] == len(sources) == stats["kept"] + sum(stats["filtered"].values())
+    assert set(stats["filtered"]) == set(FILTERS)
+    assert stats["target_words"] == sum(len(h.split()) for h in expected)
+    assert stats["target_pieces"] > 0 and stats["translate_seconds"] > 0
+    assert stats["target_pieces_per_s"] > 0 and stats["chunks"] == 7
+    assert stats["settings"]["beam_size"] == 2 and stats["hardware"]["cpus"] >= 1
+
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["teacher"]["backend"] == "pytorch"
+    assert prov["teacher"]["checkpoint"]["file"].endswith(".pt")
+    assert prov["teacher"]["sha256"] == file_sha256(prov["teacher"]["checkpoint"]["file"])
+    assert prov["decoding"]["beam_size"] == 2
+    src_file = str(teacher / "toy" / "train.en")
+    assert prov["source"]["files"][src_file] == file_sha256(src_file)
+    assert prov["outputs"]["train.de"] == file_sha256(out / "train.de")
+    assert prov["versions"]["torch"] and prov["created"]
+
+
+def test_resume_after_interruption_translates_each_chunk_once(teacher, tmp_path, monkeypatch):
+    data = toy_data(teacher)
+    distill(teacher / "run", data, tmp_path / "whole", CONFIG)
+
+    written: list[int] = []
+    real_write, real_translate = Parts.write, distill_module._translate_chunk
+
+    def spy_write(self, index, result):
+        written.append(index)
+        real_write(self, index, result)
+
+    calls = 0
+
+    def failing_translate(translator, lines, options):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt  # killed during the third chunk
+        return real_translate(translator, lines, options)
+
+    monkeypatch.setattr(Parts, "write", spy_write)
+    monkeypatch.setattr(distill_module, "_translate_chunk", failing_translate)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        distill(teacher / "run", data, out, CONFIG)
+    assert written == [0, 1] and not (out / "raw.de").exists() and not (out / "train.de").exists()
+    assert sorted(p.name for p in (out / "parts").glob("0*.json")) == ["000000.json", "000001.json"]
+
+    monkeypatch.setattr(distill_module, "_translate_chunk", real_translate)
+    result = distill(teacher / "run", data, out, CONFIG)
+    assert written == list(range(7))  # every chunk written once, across both runs
+    assert result.stats["chunks_resumed"] == 2
+    for name in ("raw.de", "train.en", "train.de", "mix.en", "mix.de"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+    written.clear()  # a complete folder: filtered again, nothing translated
+    distill(teacher / "run", data, out, CONFIG)
+    assert written == []
+
+
+def test_another_job_needs_force(teacher, tmp_path, monkeypatch):
+    data, out = toy_data(teacher), tmp_path / "d"
+
+    def interrupt(translator, lines, options):
+        raise KeyboardInterrupt
+
+    real = distill_module._translate_chunk
+    monkeypatch.setattr(distill_module, "_translate_chunk", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        distill(teacher / "run", data, out, CONFIG)
+    monkeypatch.setattr(distill_module, "_translate_chunk", real)
+    other = DistillConfig(beam_size=1, chunk_lines=10, batch_tokens=64)
+    with pytest.raises(DistillError, match="beam_size"):
+        distill(teacher / "run", data, out, other)
+    assert distill(teacher / "run", data, out, other, force=True).stats["lines"] == 64
+    with pytest.raises(DistillError, match="beam_size"):  # a finished job too
+        distill(teacher / "run", data, out, CONFIG)
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine\n")
+    with pytest.raises(DistillError, match="holds no distillation"):
+        distill(teacher / "run", data, tmp_path / "busy", CONFIG)
+    with pytest.raises(DistillError, match="source corpus folder"):
+        distill(teacher / "run", data, teacher / "toy", CONFIG)
+
+
+def test_worker_processes_give_the_same_corpus(teacher, tmp_path):
+    data = toy_data(teacher)
+    distill(teacher / "run", data, tmp_path / "one", CONFIG)
+    workers = DistillConfig(beam_size=2, chunk_lines=10, batch_tokens=64, mix=True, workers=2)
+    distill(teacher / "run", data, tmp_path / "two", workers)
+    for name in ("raw.de", "train.en", "train.de"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+
+
+def test_ctranslate2_teacher(teacher, tmp_path):
+    pytest.importorskip("ctranslate2")
+    from nmt.export import export
+
+    export(teacher / "run", tmp_path / "ct2", quantization="float32")
+    out = tmp_path / "d"
+    distill(tmp_path / "ct2", toy_data(teacher), out, CONFIG)
+    sources = read(teacher / "toy" / "train.en")
+    expected = load(tmp_path / "ct2").translate(sources, beam_size=2, max_batch_tokens=64)
+    assert read(out / "raw.de") == expected
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["teacher"]["backend"] == "ctranslate2"
+    assert prov["teacher"]["export"]["quantization"] == "float32"
+
+
+# --- filters -------------------------------------------------------------------------------
+
+FILTER_CASES = [  # (source, teacher output, the filter that rejects it or None)
+    ("a dog runs", "ein hund rennt", None),
+    ("a woman reads a book in the park", "eine frau liest ein buch im park", None),
+    ("a dog runs", "", "empty"),
+    ("a dog runs", "   ", "empty"),
+    ("two dogs", "ein hund ein hund ein hund ein hund", "degenerate"),
+    ("a man", "ein mann mann mann mann", "degenerate"),
+    ("a dog", "phonphonphonphonphon", "degenerate"),  # a piece in a loop: one word
+    ("people in a street", "x y z x z y y x z x y z", "degenerate"),  # 3 of 12 distinct
+    ("a dog runs", "a dog runs", "copied"),
+    ("John Smith plays in London.", "john smith plays in london", "copied"),
+    ("a girl sings a song on the stage", "mädchen", "bad_ratio"),
+    ("hi", "hallo du da wie geht es dir heute so", "bad_ratio"),
+]
+
+
+def test_each_filter_removes_what_it_should_with_counts():
+    sources, hyps, reasons = zip(*FILTER_CASES, strict=True)
+    kept, counts, examples = filter_pairs(list(sources), list(hyps), FilterConfig())
+    assert kept == [i for i, r in enumerate(reasons) if r is None]
+    assert counts == {name: reasons.count(name) for name in FILTERS}
+    assert examples["copied"][0] == {"line": 9, "src": "a dog runs", "hyp": "a dog runs"}
+
+
+def test_filter_thresholds():
+    c = FilterConfig()
+    assert not is_degenerate("", "sehr sehr sehr gut", c)  # 3 in a row: allowed
+    assert is_degenerate("", "sehr sehr sehr gut", FilterConfig(max_repeats=3))
+    long_phrase = " ".join(["ein großer brauner hund mit ball"] * 4)  # 32 characters
+    assert is_degenerate("", long_phrase, FilterConfig(min_unique_ratio=0.0))
+    only_repeats = FilterConfig(repeat_unit_chars=30, min_unique_ratio=0.0)
+    assert not is_degenerate("", long_phrase, only_repeats)
+    assert not is_degenerate("", "x y z x z y y x z", c)  # 9 tokens: below unique_min_tokens
+    assert not is_copied("Paris in May", "Paris im Mai", c)  # short sides are not checked
+    assert is_copied(
+        "Paris in May", "Paris im Mai", FilterConfig(copy_min_tokens=3, max_overlap=0.3)
+    )
+    assert not is_bad_ratio("a b c d e", "v", c)  # 5 tokens: below ratio_min_tokens
+    assert is_bad_ratio("a b c d e f", "v w", c) and not is_bad_ratio("a b c d e", "v w", c)
+
+
+def test_distill_counts_what_a_bad_teacher_produces(teacher, tmp_path, monkeypatch):
+    """A fake teacher that answers each source with a scripted output: the counts in
+    stats.json match, and the rejected pairs are gone from both sides."""
+    sources, hyps, reasons = zip(*FILTER_CASES, strict=True)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train.en").write_text("".join(f"{s}\n" for s in sources))
+    (corpus / "train.de").write_text("".join(f"{t}\n" for t in sources))
+    script = list(hyps)
+
+    class Scripted:
+        def translate(self, lines, **options):
+            return [script.pop(0) for _ in lines]
+
+    monkeypatch.setattr(distill_module, "_load_teacher", lambda teacher, config: Scripted())
+    result = distill(teacher / "run", source_data(str(corpus)), tmp_path / "d", DistillConfig())
+    stats = json.loads((tmp_path / "d" / "stats.json").read_text())
+    assert stats["filtered"] == {name: reasons.count(name) for name in FILTERS}
+    assert stats["kept"] == result.stats["kept"] == reasons.count(None)
+    good = [i for i, r in enumerate(reasons) if r is None]
+    assert read(tmp_path / "d" / "train.en") == [sources[i] for i in good]
+    assert read(tmp_path / "d" / "train.de") == [hyps[i] for i in good]
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def test_config_errors_name_the_key(tmp_path):
+    assert load_distill_config(None, ["beam_size=1", "filters.max_ratio=3"]).filters.max_ratio == 3
+    with pytest.raises(ConfigError, match=r"filters\.max_ratio"):
+        load_distill_config(None, ["filters.max_ratio=0.5"])
+    with pytest.raises(ConfigError, match="beam_sizes: unknown key"):
+        load_distill_config(None, ["beam_sizes=4"])
+    with pytest.raises(ConfigError, match="workers"):
+        load_distill_config(None, ["workers=0"])
+    assert source_data("multi30k").dataset == "multi30k"
+    assert source_data(str(tmp_path)).data_dir == str(tmp_path)
+    with pytest.raises(ConfigError, match="neither a registered dataset"):
+        source_data(str(tmp_path / "nowhere"))

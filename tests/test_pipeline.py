@@ -1,0 +1,236 @@
+"""The presets load; a tiny pipeline runs end to end, skips what is done and resumes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from nmt.config import ConfigError, load_run_config
+from nmt.pipeline import (
+    PipelineError,
+    load_pipeline_config,
+    run_pipeline,
+    stage_status,
+    train_stage,
+)
+from nmt.train import train
+
+from .conftest import TOY_PAIRS
+from .test_train import toy_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- presets -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "models").glob("*.yaml")), ids=lambda p: p.stem)
+def test_model_presets_load(path):
+    config = load_run_config(path)
+    assert config.model.d_model % config.model.heads == 0
+
+
+def test_distillation_presets_have_their_shapes():
+    shapes = {  # name: (d_model, heads, ffn, encoder layers, decoder layers)
+        "teacher": (512, 8, 2048, 6, 6),
+        "student-6-3": (256, 4, 1024, 6, 3),
+        "student-4-3": (256, 4, 1024, 4, 3),
+        "student-6-2": (256, 8, 1536, 6, 2),
+        "student-6-1": (256, 4, 1024, 6, 1),
+    }
+    for name, shape in shapes.items():
+        m = load_run_config(REPO / "models" / f"multi30k-{name}.yaml").model
+        assert (m.d_model, m.heads, m.ffn, m.enc_layers, m.dec_layers) == shape, name
+    teacher = load_run_config(REPO / "models" / "multi30k-teacher.yaml")
+    assert teacher.model.dropout == 0.3 and teacher.train.label_smoothing == 0.1
+    assert teacher.train.average_last > 1
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "pipelines").glob("*.yaml")), ids=lambda p: p.stem)
+def test_pipelines_load(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # their run configs are relative to the repository
+    config = load_pipeline_config(path)
+    assert [name for name, done in stage_status(config)][:2] == ["teacher", "distill"]
+
+
+def test_pipeline_errors_name_the_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    path = REPO / "pipelines" / "quickstart.yaml"
+    with pytest.raises(ConfigError, match=r"distill\.beam_size"):
+        load_pipeline_config(path, ["distill.beam_size=0"])
+    (tmp_path / "mix.yaml").write_text(
+        path.read_text().replace("data: distilled ", "data: mix ")  # without distill.mix
+    )
+    with pytest.raises(ConfigError, match=r"students\[0\]\.data: mix needs distill\.mix"):
+        load_pipeline_config(tmp_path / "mix.yaml")
+    (tmp_path / "typo.yaml").write_text(
+        path.read_text().replace("train.max_minutes=5", "train.max_minute=5")
+    )
+    with pytest.raises(ConfigError, match=r"train\.max_minute: unknown key"):
+        load_pipeline_config(tmp_path / "typo.yaml")
+    with pytest.raises(ConfigError, match="--until: unknown stage 'teachers'"):
+        run_pipeline(load_pipeline_config(path, [f"root={tmp_path}/out"]), until="teachers")
+    for name in ("export", "exports"):  # a stage's or a folder's name
+        with pytest.raises(ConfigError, match=r"students\[0\]\.name"):
+            load_pipeline_config(path, [f"students=[{{name: {name}, config: x.yaml}}]"])
+
+
+# --- a tiny pipeline -----------------------------------------------------------------------
+
+TINY_RUN = {
+    "tokenizer": {"vocab_size": 60, "byte_fallback": False},
+    "model": {
+        "d_model": 64,
+        "heads": 4,
+        "ffn": 128,
+        "enc_layers": 2,
+        "dec_layers": 2,
+        "dropout": 0.0,
+        "attn_dropout": 0.0,
+        "max_positions": 64,
+    },
+    "train": {
+        "precision": "fp32",
+        "threads": 1,
+        "batch_tokens": 64,
+        "lr": 0.003,
+        "warmup_steps": 20,
+        "label_smoothing": 0.0,
+        "log_every": 5,
+        "valid_every": 1000,
+        "valid_bleu": False,
+        "save_every": 50,
+        "max_steps": 150,
+    },
+}
+
+
+def tiny_pipeline(root: Path, bench: bool) -> Path:
+    """A toy corpus, tiny teacher and student configs and a pipeline over them."""
+    corpus = root / "toy"
+    corpus.mkdir(parents=True)
+    for split, reps in (("train", 8), ("val", 1)):
+        (corpus / f"{split}.en").write_text("".join(f"{s}\n" for s, _ in TOY_PAIRS) * reps)
+        (corpus / f"{split}.de").write_text("".join(f"{t}\n" for _, t in TOY_PAIRS) * reps)
+    data = {"dataset": "", "data_dir": str(corpus), "valid": "val", "test": "val"}
+    teacher = {**TINY_RUN, "data": data}
+    student = {
+        **TINY_RUN,
+        "data": data,
+        "model": {**TINY_RUN["model"], "dec_layers": 1},
+        "train": {**TINY_RUN["train"], "max_steps": 100},
+    }
+    (root / "teacher.yaml").write_text(json.dumps(teacher))  # JSON is YAML
+    (root / "student.yaml").write_text(json.dumps(student))
+    pipeline = {
+        "name": "toy",
+        "root": str(root / "out"),
+        "teacher": {"name": "teacher", "config": str(root / "teacher.yaml")},
+        "teacher_export": "float32",
+        "distill": {"beam_size": 2, "chunk_lines": 20, "batch_tokens": 64},
+        "students": [{"name": "student", "config": str(root / "student.yaml")}],
+        "export": {"quantization": "int8", "teacher": False},
+        "bench": {
+            "enabled": bench,
+            "beam_sizes": [1],
+            "batch_sizes": [8],
+            "threads": [1],
+            "use_vmap": [True],  # one cell, with the vocabulary map when there is one
+            "repeats": 3,
+            "warmup_batches": 0,
+            "latency_sentences": 0,
+        },
+    }
+    (root / "pipeline.yaml").write_text(json.dumps(pipeline))
+    return root / "pipeline.yaml"
+
+
+def forbid(monkeypatch, *targets: str) -> None:
+    """Make each `module.function` fail if called."""
+    for target in targets:
+        module, name = target.rsplit(".", 1)
+
+        def fail(*args, _target=target, **kwargs):
+            raise AssertionError(f"{_target} called")
+
+        monkeypatch.setattr(f"{module}.{name}", fail)
+
+
+def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
+    pytest.importorskip("ctranslate2")
+    config = load_pipeline_config(tiny_pipeline(tmp_path, bench=True))
+    out = Path(config.root)
+    result = run_pipeline(config)
+    stages = ["teacher", "distill", "student", "export", "bench"]
+    assert result.ran == stages and not result.skipped and not result.incomplete
+    assert sorted(p.stem for p in (out / "stages").glob("*.json")) == sorted(stages)
+
+    distilled = (out / "distilled" / "train.de").read_text().splitlines()
+    assert len(distilled) == result.results["distill"]["kept"] > 0
+    assert (out / "student" / "spm.model").read_bytes() == (
+        out / "teacher" / "spm.model"
+    ).read_bytes()
+    assert json.loads((out / "student" / "summary.json").read_text())["steps"] == 100
+    info = json.loads((out / "exports" / "student-int8" / "nmt_export.json").read_text())
+    assert info["quantization"] == "int8"
+    assert (out / "exports" / "teacher-distill-float32" / "model.bin").is_file()
+    records = [
+        json.loads(line) for line in (out / "bench" / "results.jsonl").read_text().splitlines()
+    ]
+    assert len(records) == 1 and records[0]["status"] == "ok"
+    assert (out / "bench" / "report.md").is_file()
+
+    forbid(
+        monkeypatch,
+        "nmt.train.train",
+        "nmt.distill.distill",
+        "nmt.export.export",
+        "nmt.bench.runner.bench",
+    )
+    again = run_pipeline(load_pipeline_config(tmp_path / "pipeline.yaml"))
+    assert again.ran == [] and again.skipped == stages
+
+
+def test_interrupted_pipeline_resumes_at_the_next_stage(tmp_path, monkeypatch):
+    pytest.importorskip("ctranslate2")
+    config = load_pipeline_config(tiny_pipeline(tmp_path, bench=False))
+    out = Path(config.root)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr("nmt.distill.distill", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(config)
+    assert [p.stem for p in (out / "stages").glob("*.json")] == ["teacher"]
+
+    trained = []
+    real_train = train
+
+    def spy(run, resume=False):
+        trained.append(Path(run.run_dir).name)
+        return real_train(run, resume=resume)
+
+    monkeypatch.setattr("nmt.train.train", spy)
+    result = run_pipeline(config)
+    assert result.skipped == ["teacher"]
+    assert result.ran == ["distill", "student", "export"]
+    assert trained == ["student"]
+
+    changed = load_pipeline_config(tmp_path / "pipeline.yaml", ["distill.beam_size=1"])
+    with pytest.raises(PipelineError, match=r"distill\.json.*beam_size"):
+        run_pipeline(changed)
+
+
+def test_training_stage_resumes_a_killed_run(tmp_path, toy_corpus, caplog):
+    train(toy_config(tmp_path / "run", toy_corpus, "train.max_steps=15"))
+    (tmp_path / "run" / "summary.json").unlink()  # killed after its last checkpoint
+    caplog.set_level(logging.INFO, logger="nmt")
+    summary = train_stage(toy_config(tmp_path / "run", toy_corpus, "train.max_steps=30"))
+    assert summary["steps"] == 30 and "resumed from" in caplog.text
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").open()]
+    assert [r["step"] for r in records if r["type"] == "train"] == [5, 10, 15, 20, 25, 30]
