@@ -1,16 +1,22 @@
 """Checkpoints that describe themselves: weights plus model config, run config, tokenizer
-hash and toolkit version. Written atomically; verified on load; averaged on request."""
+hash and toolkit version. Written atomically; verified on load; averaged on request.
+
+Verification on load: the CRC-32 of every record of the file (torch.save writes a zip
+archive with CRCs that torch.load does not check), the format version, and that the weights
+have the names and shapes their model config implies.
+"""
 
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nmt import __version__
-from nmt.config import ModelConfig, from_dict
+from nmt.config import ConfigError, ModelConfig, from_dict
 from nmt.fileio import atomic_torch_save
 from nmt.model import Transformer
 
@@ -20,7 +26,7 @@ FORMAT_VERSION = 1
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, or from an incompatible format."""
+    """A checkpoint is missing, corrupt, unwritable, or from an incompatible format."""
 
 
 def save_checkpoint(
@@ -47,6 +53,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    _check_crc(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a torn or foreign file: say which, not where in pickle it broke
@@ -61,7 +68,39 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{state.get('nmt_version', '?')}) is not supported by nmt {__version__} "
             f"(format {FORMAT_VERSION})"
         )
+    _check_weights(path, state)
     return state
+
+
+def _check_crc(path: Path) -> None:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: corrupt checkpoint (CRC mismatch in record {bad})")
+
+
+def _check_weights(path: Path, state: dict[str, Any]) -> None:
+    """The weights must be exactly those of the model the checkpoint's config describes."""
+    if not isinstance(state.get("model"), dict) or "model_config" not in state:
+        raise CheckpointError(f"{path}: not an nmt checkpoint (no model or model_config)")
+    try:
+        config = from_dict(ModelConfig, state["model_config"], "model.")
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: model_config: {e}") from None
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in Transformer(config).state_dict().items()}
+    found = {k: v.shape for k, v in state["model"].items()}
+    if found != expected:
+        missing = sorted(expected.keys() - found.keys())
+        extra = sorted(found.keys() - expected.keys())
+        shapes = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+        raise CheckpointError(
+            f"{path}: weights do not match model_config (missing {missing[:3]}, "
+            f"unexpected {extra[:3]}, other shape {shapes[:3]})"
+        )
 
 
 def model_from_checkpoint(state: dict[str, Any]) -> Transformer:

@@ -171,6 +171,11 @@ class TrainConfig:
             _check(getattr(self, name) > 0, f"train.{name}", "must be positive")
         for name in ("warmup_steps", "threads", "patience", "keep_last", "average_last"):
             _check(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")
+        _check(
+            self.average_last <= max(self.keep_last, 1),
+            "train.average_last",
+            f"cannot exceed train.keep_last ({self.keep_last}), the step checkpoints kept",
+        )
         _check(self.max_minutes >= 0, "train.max_minutes", "must be >= 0")
         _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
         _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
@@ -285,8 +290,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found") from None
     try:
         raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    except yaml.YAMLError as e:  # its str spans several lines; keep the line and the problem
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw

@@ -1,8 +1,10 @@
 """Line-aligned parallel text: strict reading, length filtering, encoding to token ids.
 
-Reading is strict by design: a corpus whose sides differ in line count, or that is not valid
-UTF-8, is an error naming the file and line, never silently truncated. Carriage returns of
-CRLF files are stripped; NUL and other control characters are replaced by spaces (counted).
+Reading is strict by design: a missing or empty file, a corpus whose sides differ in line
+count, or one that is not valid UTF-8 is an error naming the file and line, never silently
+truncated. Carriage returns of CRLF files are stripped and NUL and other control characters
+replaced by spaces, both counted in a warning. Over-long pairs are dropped by
+`encode_parallel` and counted in the "train data: kept ..." log line.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def read_lines(path: str | Path) -> list[str]:
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    out, cleaned = [], 0
+    out, cleaned, crlf = [], 0, 0
     for number, raw in enumerate(lines, start=1):
         try:
             line = raw.decode("utf-8")
@@ -46,11 +48,14 @@ def read_lines(path: str | Path) -> list[str]:
                 f"{path}:{number}: invalid UTF-8 at byte {e.start} of the line "
                 f"({raw[e.start : e.start + 4]!r})"
             ) from None
-        line = line.removesuffix("\r")
+        if line.endswith("\r"):
+            line, crlf = line[:-1], crlf + 1
         if _CONTROL.search(line):
             line = _CONTROL.sub(" ", line)
             cleaned += 1
         out.append(line.strip())
+    if crlf:
+        log.warning("%s: stripped the CR of CRLF line endings on %d lines", path, crlf)
     if cleaned:
         log.warning(
             "%s: replaced control characters (NUL, ...) by spaces on %d lines", path, cleaned
@@ -64,8 +69,9 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> tuple[list[str]
     if len(src) != len(tgt):
         shorter = src_path if len(src) < len(tgt) else tgt_path
         raise CorpusError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: parallel files "
-            f"must be line-aligned ({shorter} ends at line {min(len(src), len(tgt))})"
+            f"{shorter}:{min(len(src), len(tgt)) + 1}: line missing: {src_path} has "
+            f"{len(src)} lines but {tgt_path} has {len(tgt)} (parallel files must be "
+            "line-aligned)"
         )
     if not src:
         raise CorpusError(f"{src_path}: empty corpus (no lines)")

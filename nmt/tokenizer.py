@@ -52,16 +52,27 @@ class Tokenizer:
         return self.sp.get_piece_size()
 
     def encode(self, lines: list[str]) -> list[list[int]]:
-        return self.sp.encode(lines)
+        try:
+            return self.sp.encode(lines)
+        except TypeError:  # a lone surrogate, which UTF-8 cannot encode
+            return self.sp.encode(_encodable(lines))
 
     def encode_pieces(self, lines: list[str]) -> list[list[str]]:
-        return self.sp.encode(lines, out_type=str)
+        try:
+            return self.sp.encode(lines, out_type=str)
+        except TypeError:
+            return self.sp.encode(_encodable(lines), out_type=str)
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.sp.decode(ids)
 
     def sha256(self) -> str:
         return hashlib.sha256(self.model_proto).hexdigest()
+
+
+def _encodable(lines: list[str]) -> list[str]:
+    """Lines with what UTF-8 cannot encode (lone surrogates) replaced by "?"."""
+    return [line.encode("utf-8", "replace").decode("utf-8") for line in lines]
 
 
 def train_tokenizer(

@@ -4,6 +4,11 @@ The run folder holds everything: `config.yaml`, `spm.model`, `log.jsonl` (one JS
 log interval and per validation), `last.pt` (the full resume state: model, optimizer,
 scheduler, step, RNG and data position), `checkpoints/step_N.pt` (the last N weights, for
 averaging), `best.pt` (best dev BLEU), `averaged.pt` and `summary.json` at the end.
+
+A run killed at any moment (SIGKILL, power loss) resumes with `--resume` from its last
+complete `last.pt` and ends with the same weights as an uninterrupted run: every file is
+written atomically, a resumed run drops the `log.jsonl` records written after its
+checkpoint (they are written again), and benchmarks/crash_resume.py checks it.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ from tqdm import tqdm
 
 from nmt import __version__
 from nmt.batching import EpochIterator, collate, make_batches
-from nmt.checkpoint import average_checkpoints, load_checkpoint, save_checkpoint
+from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
-from nmt.data import EncodedCorpus, encode_parallel, read_parallel
+from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
 from nmt.datasets import split_files
-from nmt.fileio import atomic_torch_save, atomic_write_text
+from nmt.fileio import atomic_torch_save, atomic_write_text, remove_stale_temporaries
 from nmt.model import PAD, Transformer
 from nmt.scoring import score
 from nmt.tokenizer import Tokenizer, train_tokenizer
@@ -144,6 +149,7 @@ class Trainer:
         self.batches = EpochIterator(self.train_data, c.batch_tokens, c.seed)
         if resume and (self.run_dir / "last.pt").exists():
             self._restore(self.run_dir / "last.pt")
+        self._trim_log()
         self.forward = torch.compile(self.model, dynamic=True) if c.compile else self.model
 
     # ---- setup -------------------------------------------------------------------------
@@ -154,6 +160,8 @@ class Trainer:
                 "(last.pt); pass --resume to continue it or choose another run_dir"
             )
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for folder in (self.run_dir, self.run_dir / "checkpoints"):
+            remove_stale_temporaries(folder)
         config_path = self.run_dir / "config.yaml"
         if self.resume and config_path.exists():
             saved = yaml.safe_load(config_path.read_text())
@@ -183,25 +191,41 @@ class Trainer:
 
     def _data(self) -> tuple[EncodedCorpus, EncodedCorpus, tuple[list[str], list[str]]]:
         d = self.config.data
-        src, tgt = read_parallel(*resolve_split(self.config, d.train))
+        # A kept side is at most this many pieces plus EOS (source) or BOS (target).
+        longest = self.config.model.max_positions - 1
+        if d.max_tokens > longest:
+            log.info(
+                "data.max_tokens %d lowered to %d (model.max_positions - 1)", d.max_tokens, longest
+            )
+        train_files = resolve_split(self.config, d.train)
+        src, tgt = read_parallel(*train_files)
         train = encode_parallel(
             src,
             tgt,
             self.tokenizer,
             min_tokens=d.min_tokens,
-            max_tokens=d.max_tokens,
+            max_tokens=min(d.max_tokens, longest),
             max_ratio=d.max_ratio,
         )
         log.info("train data: %s", train.stats.summary())
         if len(train) == 0:
-            raise ConfigError(
-                "data: no training pair survived filtering; check data.max_tokens,"
-                " data.min_tokens and data.max_ratio"
+            raise CorpusError(
+                f"{train_files[0]}: no training pair survived filtering "
+                f"({train.stats.summary()}); check data.max_tokens, data.min_tokens and "
+                "data.max_ratio"
             )
-        vsrc, vtgt = read_parallel(*resolve_split(self.config, d.valid))
+        valid_files = resolve_split(self.config, d.valid)
+        vsrc, vtgt = read_parallel(*valid_files)
+        # The loss needs pairs the model can take; BLEU translates every line (truncated).
         valid = encode_parallel(
-            vsrc, vtgt, self.tokenizer, min_tokens=0, max_tokens=10**9, max_ratio=float("inf")
+            vsrc, vtgt, self.tokenizer, min_tokens=0, max_tokens=longest, max_ratio=float("inf")
         )
+        if valid.stats.kept < valid.stats.total:
+            log.warning("valid data (loss only): %s", valid.stats.summary())
+        if len(valid) == 0:
+            raise CorpusError(
+                f"{valid_files[0]}: no validation pair left ({valid.stats.summary()})"
+            )
         return train, valid, (vsrc, vtgt)
 
     # ---- checkpoints -------------------------------------------------------------------
@@ -213,6 +237,18 @@ class Trainer:
         }
 
     def save(self) -> None:
+        """Write `checkpoints/step_N.pt`, then `last.pt`; a failed write (a full disk) ends
+        the run with an error naming the file and leaves the previous `last.pt` intact."""
+        try:
+            self._save()
+        except OSError as e:
+            raise CheckpointError(
+                f"{e.filename or self.run_dir}: cannot write checkpoint ({e.strerror or e}); "
+                f"{self.run_dir / 'last.pt'} holds the previous checkpoint: make room, then "
+                "continue with --resume"
+            ) from e
+
+    def _save(self) -> None:
         step = self.state.step
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -246,6 +282,9 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         ckpt = load_checkpoint(path)
+        missing = [k for k in ("optimizer", "scheduler", "data", "train_state") if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"{path}: not a resume state (no {', '.join(missing)})")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -341,8 +380,36 @@ class Trainer:
         return result
 
     def _log_json(self, record: dict[str, Any]) -> None:
-        with open(self.run_dir / "log.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        path = self.run_dir / "log.jsonl"
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a failed write's error does not name the file
+            raise OSError(e.errno, e.strerror, str(path)) from e
+
+    def _trim_log(self) -> None:
+        """Drop the log records a killed run wrote after its last checkpoint (a torn last
+        line too) and those of `finish`: the resumed run writes them again."""
+        path = self.run_dir / "log.jsonl"
+        if not path.exists():
+            return
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        kept = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+                if record["step"] <= self.state.step and record["type"] != "valid_averaged":
+                    kept.append(line)
+            except (ValueError, KeyError, TypeError):
+                pass
+        if len(kept) < len(lines) or (lines and not lines[-1].endswith("\n")):
+            atomic_write_text(path, "".join(line.rstrip("\n") + "\n" for line in kept))
+            log.info(
+                "%s: dropped %d records written after step %d",
+                path,
+                len(lines) - len(kept),
+                self.state.step,
+            )
 
     def _after_validation(self, result: dict[str, Any]) -> bool:
         """Record a validation, keep the best checkpoint; True when early stopping triggers."""

@@ -3,7 +3,10 @@
 Backends are registered in `BACKENDS`; each recognises its own artifacts. The PyTorch
 backend reads a run folder (its averaged, best or latest checkpoint) or a checkpoint file.
 Output is always line-aligned with input: an empty or whitespace-only line translates to an
-empty line without reaching the model; an over-long line is truncated with a warning.
+empty line without reaching the model; an over-long line is truncated with a warning; a
+character UTF-8 cannot encode (a lone surrogate) is read as "?"; and `translate_stream`
+turns line breaks a model may generate (byte fallback can spell any character) into spaces,
+so one line in is one line out for any reader of the output.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from nmt.search import SearchOptions, search
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
+
+# Everything `str.splitlines` breaks at.
+_LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 # Preference order of checkpoints inside a run folder.
 RUN_CHECKPOINTS = ("averaged.pt", "best.pt", "last.pt")
@@ -130,12 +136,17 @@ def load(path: str | Path, backend: str = "auto", **options: object):
 def translate_stream(
     translator, lines: Iterable[str], chunk_lines: int = 2000, **options: object
 ) -> Iterator[str]:
-    """Translate an iterable of lines chunk by chunk, so memory stays bounded."""
+    """Translate an iterable of lines chunk by chunk, so memory stays bounded; each output
+    is one line (line breaks inside it become spaces)."""
+
+    def one_line_each(chunk: list[str]) -> Iterator[str]:
+        return (text.translate(_LINE_BREAKS) for text in translator.translate(chunk, **options))
+
     chunk: list[str] = []
     for line in lines:
         chunk.append(line.rstrip("\r\n"))
         if len(chunk) >= chunk_lines:
-            yield from translator.translate(chunk, **options)
+            yield from one_line_each(chunk)
             chunk = []
     if chunk:
-        yield from translator.translate(chunk, **options)
+        yield from one_line_each(chunk)

@@ -66,13 +66,19 @@ class CT2Translator:
         self.tokenizer = Tokenizer(spm_path.read_bytes(), str(spm_path))
         if self.tokenizer.sha256() != self.info["tokenizer"]["sha256"]:
             raise ExportError(f"{spm_path}: does not match the sha256 in {EXPORT_INFO}")
-        self.translator = ctranslate2.Translator(
-            str(self.path),
-            device=device,
-            compute_type=compute_type,
-            inter_threads=inter_threads,
-            intra_threads=threads,
-        )
+        try:
+            self.translator = ctranslate2.Translator(
+                str(self.path),
+                device=device,
+                compute_type=compute_type,
+                inter_threads=inter_threads,
+                intra_threads=threads,
+            )
+        except RuntimeError as e:  # a model.bin of another CTranslate2 version, a torn one
+            raise ExportError(
+                f"{self.path}: CTranslate2 {ctranslate2.__version__} cannot load this export "
+                f"(written by CTranslate2 {self.info.get('ctranslate2_version')}): {e}"
+            ) from None
         self.device, self.threads, self.compute_type = device, threads, compute_type
         self.exact_length_limits = exact_length_limits
         self.max_positions = int(self.info["model_config"]["max_positions"])
