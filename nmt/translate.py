@@ -21,6 +21,7 @@ from nmt.backends.ct2 import is_ct2_export, load_ct2
 from nmt.backends.onnx import is_onnx_export, load_onnx
 from nmt.batching import pad_sources, token_batches
 from nmt.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from nmt.inputs import encode_nonblank
 from nmt.model import EOS, Transformer
 from nmt.search import SearchOptions, search
 from nmt.tokenizer import Tokenizer
@@ -67,17 +68,7 @@ class TorchTranslator:
     ) -> list[str]:
         opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
         outputs = [""] * len(lines)
-        todo = [i for i, line in enumerate(lines) if line.strip()]
-        ids = self.tokenizer.encode([lines[i].strip() for i in todo])
-        for k, seq in enumerate(ids):
-            if len(seq) > self.max_input - 1:
-                log.warning(
-                    "input line %d has %d tokens; truncated to the model's maximum of %d",
-                    todo[k] + 1,
-                    len(seq),
-                    self.max_input - 1,
-                )
-                ids[k] = seq[: self.max_input - 1]
+        todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
         ids = [seq + [EOS] for seq in ids]
         for batch in token_batches([len(s) for s in ids], max_batch_tokens):
             src = pad_sources([ids[k] for k in batch]).to(self.device)

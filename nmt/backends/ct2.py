@@ -39,6 +39,7 @@ import ctranslate2
 import torch
 
 from nmt.export.ct2 import EXPORT_INFO, TOKENIZER_FILE, ExportError, read_export_info
+from nmt.inputs import encode_nonblank
 from nmt.model import BOS, PAD
 from nmt.tokenizer import Tokenizer
 
@@ -102,17 +103,7 @@ class CT2Translator:
         model. `use_vmap` (default: whenever the export has a vmap.txt) restricts the
         output vocabulary per batch, which PyTorch does not do."""
         outputs = [""] * len(lines)
-        todo = [i for i, line in enumerate(lines) if line.strip()]
-        pieces = self.tokenizer.encode_pieces([lines[i].strip() for i in todo])
-        for k, seq in enumerate(pieces):
-            if len(seq) > self.max_input - 1:
-                log.warning(
-                    "input line %d has %d tokens; truncated to the model's maximum of %d",
-                    todo[k] + 1,
-                    len(seq),
-                    self.max_input - 1,
-                )
-                pieces[k] = seq[: self.max_input - 1]
+        todo, pieces = encode_nonblank(lines, self.tokenizer.encode_pieces, self.max_input - 1)
         if not pieces:
             return outputs
         limits = self.length_limits([len(p) + 1 for p in pieces], max_len_a, max_len_b)

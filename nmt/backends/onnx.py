@@ -29,6 +29,7 @@ from nmt.export.onnx import (
     kv_names,
     read_export_info,
 )
+from nmt.inputs import encode_nonblank
 from nmt.model import BOS, EOS, PAD
 from nmt.search import SearchOptions
 from nmt.tokenizer import Tokenizer
@@ -108,17 +109,7 @@ class OnnxTranslator:
 
         opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
         outputs = [""] * len(lines)
-        todo = [i for i, line in enumerate(lines) if line.strip()]
-        ids = self.tokenizer.encode([lines[i].strip() for i in todo])
-        for k, seq in enumerate(ids):
-            if len(seq) > self.max_input - 1:
-                log.warning(
-                    "input line %d has %d tokens; truncated to the model's maximum of %d",
-                    todo[k] + 1,
-                    len(seq),
-                    self.max_input - 1,
-                )
-                ids[k] = seq[: self.max_input - 1]
+        todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
         ids = [seq + [EOS] for seq in ids]
         for batch in token_batches([len(s) for s in ids], max_batch_tokens):
             hyps = self.search(pad_sources([ids[k] for k in batch]), opts)
