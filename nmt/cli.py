@@ -32,8 +32,18 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from nmt.config import ConfigError
     from nmt.data import CorpusError
     from nmt.datasets import DatasetError
+    from nmt.export.ct2 import ExportError
 
-    return (ConfigError, CorpusError, DatasetError, CheckpointError, FileNotFoundError, ValueError)
+    # OSError: a missing or unreadable file, a full disk (the message names the file).
+    return (
+        ConfigError,
+        CorpusError,
+        DatasetError,
+        CheckpointError,
+        ExportError,
+        OSError,
+        ValueError,
+    )
 
 
 def train_main(argv: list[str] | None = None) -> int:
@@ -131,32 +141,39 @@ def translate_main(argv: list[str] | None = None) -> int:
             extra["use_vmap"] = False
     except _user_errors() as e:
         return _fail(e)
-    with contextlib.ExitStack() as stack:
-        # Invalid UTF-8 becomes U+FFFD rather than an exception: one line out per line in.
-        src = stack.enter_context(
-            open(args.input, encoding="utf-8", errors="replace", newline="\n")
-            if args.input
-            else open(
-                sys.stdin.fileno(), encoding="utf-8", errors="replace", newline="\n", closefd=False
+    try:
+        with contextlib.ExitStack() as stack:
+            # Invalid UTF-8 becomes U+FFFD rather than an exception: one line out per line in.
+            src = stack.enter_context(
+                open(args.input, encoding="utf-8", errors="replace", newline="\n")
+                if args.input
+                else open(
+                    sys.stdin.fileno(),
+                    encoding="utf-8",
+                    errors="replace",
+                    newline="\n",
+                    closefd=False,
+                )
             )
-        )
-        out = (
-            stack.enter_context(open(args.output, "w", encoding="utf-8"))
-            if args.output
-            else sys.stdout
-        )
-        for line in translate_stream(
-            translator,
-            src,
-            beam_size=args.beam,
-            max_batch_tokens=args.batch_tokens,
-            length_penalty=args.length_penalty,
-            max_len_a=args.max_len_a,
-            max_len_b=args.max_len_b,
-            **extra,
-        ):
-            out.write(line.replace("\n", " ") + "\n")
-        out.flush()
+            out = (
+                stack.enter_context(open(args.output, "w", encoding="utf-8"))
+                if args.output
+                else sys.stdout
+            )
+            for line in translate_stream(
+                translator,
+                src,
+                beam_size=args.beam,
+                max_batch_tokens=args.batch_tokens,
+                length_penalty=args.length_penalty,
+                max_len_a=args.max_len_a,
+                max_len_b=args.max_len_b,
+                **extra,
+            ):
+                out.write(line.replace("\n", " ") + "\n")
+            out.flush()
+    except OSError as e:  # an unreadable input, a full disk
+        return _fail(e)
     return 0
 
 

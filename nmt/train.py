@@ -186,8 +186,14 @@ class Trainer:
             return tok
         if local.exists():
             return Tokenizer.from_file(local)
-        src, tgt = read_parallel(*resolve_split(self.config, self.config.data.train))
-        return train_tokenizer(src + tgt, c, local)
+        files = resolve_split(self.config, self.config.data.train)
+        src, tgt = read_parallel(*files)
+        if not any(src) or not any(tgt):
+            raise CorpusError(f"{files[0 if not any(src) else 1]}: every line is blank")
+        try:
+            return train_tokenizer(src + tgt, c, local)
+        except RuntimeError as e:  # SentencePiece's own checks
+            raise CorpusError(f"{files[0]}: cannot train the tokenizer on it ({e})") from None
 
     def _data(self) -> tuple[EncodedCorpus, EncodedCorpus, tuple[list[str], list[str]]]:
         d = self.config.data
