@@ -210,15 +210,21 @@ def export_info(
 
 def read_export_info(path: str | Path) -> dict[str, Any]:
     """The provenance of an export folder; raises ExportError if it is not one."""
+    return read_info(path, FORMAT, FORMAT_VERSION, "CTranslate2")
+
+
+def read_info(path: str | Path, fmt: str, version: int, engine: str) -> dict[str, Any]:
+    """The `EXPORT_INFO` of an export folder of format `fmt`, `version` (shared by every
+    exporter); raises ExportError naming the file if the folder is not one."""
     info_path = Path(path) / EXPORT_INFO
     try:
         info = json.loads(info_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ExportError(f"{path}: not an nmt CTranslate2 export (no {EXPORT_INFO})") from None
-    if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
+        raise ExportError(f"{path}: not an nmt {engine} export (no {EXPORT_INFO})") from None
+    if info.get("format") != fmt or info.get("format_version") != version:
         raise ExportError(
             f"{info_path}: unsupported export format {info.get('format')!r} "
-            f"version {info.get('format_version')!r}"
+            f"version {info.get('format_version')!r} (this nmt reads {fmt} {version})"
         )
     return info
 

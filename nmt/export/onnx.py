@@ -29,7 +29,6 @@ backend never exceeds it).
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -47,7 +46,14 @@ from torch import Tensor, nn
 
 from nmt import __version__
 from nmt.checkpoint import load_checkpoint, model_from_checkpoint
-from nmt.export.ct2 import EXPORT_INFO, TOKENIZER_FILE, ExportError, _publish, _write_json
+from nmt.export.ct2 import (
+    EXPORT_INFO,
+    TOKENIZER_FILE,
+    ExportError,
+    _publish,
+    _write_json,
+    read_info,
+)
 from nmt.fileio import file_sha256
 from nmt.model import BOS, EOS, PAD, UNK, Transformer
 from nmt.tokenizer import Tokenizer
@@ -282,14 +288,4 @@ def export_info(
 
 def read_export_info(path: str | Path) -> dict[str, Any]:
     """The provenance of an ONNX export folder; raises ExportError if it is not one."""
-    info_path = Path(path) / EXPORT_INFO
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path}: not an nmt export (no {EXPORT_INFO})") from None
-    if info.get("format") != FORMAT or info.get("format_version") != FORMAT_VERSION:
-        raise ExportError(
-            f"{info_path}: not an nmt ONNX export (format {info.get('format')!r} "
-            f"version {info.get('format_version')!r})"
-        )
-    return info
+    return read_info(path, FORMAT, FORMAT_VERSION, "ONNX")
