@@ -1,4 +1,4 @@
-"""Kill `nmt train` and `nmt export` with SIGKILL, then check that no work is lost.
+"""Kill `nmt train`, `nmt export` and `nmt distill` with SIGKILL; check that no work is lost.
 
 Training: a tiny run (toy corpus, dropout on, checkpoints every few steps, one thread) is
 run once uninterrupted, then in trials that SIGKILL it and continue with `--resume` until it
@@ -11,14 +11,20 @@ weights as the uninterrupted run's, and `log.jsonl` the same losses.
 
 Export: `nmt export` is killed at random moments and inside its staging and publishing
 steps; the output folder must then be absent or a complete export that loads and holds the
-reference's bytes, and a rerun must complete it.
+reference's bytes, and a rerun (which puts back an export a killed `--force` moved aside
+and clears the work folders of killed exports) must complete it without leftovers.
+
+Distillation: `nmt distill` (a CTranslate2 teacher, two worker processes, chunks of 100
+lines) is killed at random moments and inside its chunk and output writes; every chunk on
+disk must be valid, no worker may outlive the kill, and a rerun must end with byte for
+byte the output of an uninterrupted run.
 
 The hooks that stop a child at a chosen point live in this script (`child` mode patches
 the process it runs in), not in the library. Linux only: they read /proc/self/fd. Another
 long-running command (`nmt distill`) is checked by one more `run_*_trials` function over
 the same `launch`, `install_pause` and `verify_checkpoints` helpers.
 
-    python benchmarks/crash_resume.py          # 3 random + 6 targeted train trials, 2 + 3 export
+    python benchmarks/crash_resume.py   # train 3 random + 6 targeted, export 2 + 3, distill 3 + 3
     python benchmarks/crash_resume.py --random-trials 10 --steps 400 --seed 1
 
 Writes benchmarks/results/crash_resume.{json,md}.
@@ -69,6 +75,12 @@ TARGETED_EXPORT = [
     ("export-before-publish", "", 1),  # staging complete, not yet renamed into place
     ("export-between-renames", "", 1),  # --force: old folder moved aside, new not yet in
 ]
+TARGETED_DISTILL = [
+    ("half-written", "00000", 3),  # a chunk half written
+    ("after-rename", "00001", 2),  # chunk 12 in place, folder not yet fsynced
+    ("before-rename", "train.", 1),  # the filtered output complete, not yet renamed
+]
+DISTILL_LINES, DISTILL_CHUNK = 2000, 100
 
 
 # ---- the child side: run an nmt command, stopping at a chosen point for the parent ----
@@ -452,6 +464,7 @@ def export_state(out: Path, reference_export: Path) -> str:
 def run_export_trials(root: Path, run_dir: Path, kinds: list, seed: int) -> list[Trial]:
     """One trial per entry of `kinds`: ("random", None) or ("targeted", (phase, "", 1))."""
     reference = root / "export-reference"
+    shutil.rmtree(reference, ignore_errors=True)  # an earlier call's
     killed, rc, ref_seconds, err = launch(
         python_m_nmt("export", [str(run_dir), "-o", str(reference)]), root / "export.log"
     )
@@ -462,6 +475,7 @@ def run_export_trials(root: Path, run_dir: Path, kinds: list, seed: int) -> list
     for index, (kind, detail) in enumerate(kinds):
         out = root / f"export{index}"
         log = root / f"export{index}.log"
+        shutil.rmtree(out, ignore_errors=True)  # an earlier call's
         trial = Trial(kind=f"{kind} {detail}" if detail else kind)
         force = kind == "targeted" and detail[0] == "export-between-renames"
         if force:  # replacing an existing export: start from a complete one
@@ -482,7 +496,7 @@ def run_export_trials(root: Path, run_dir: Path, kinds: list, seed: int) -> list
                 "export", killed, round(secs, 2), point if killed else "", rc, output_state=state
             )
         )
-        rerun = [str(run_dir), "-o", str(out), *(["--force"] if state == "complete" else [])]
+        rerun = [str(run_dir), "-o", str(out), "--force"]
         killed2, rc2, secs2, err2 = launch(python_m_nmt("export", rerun), log)
         final = export_state(out, reference)
         trial.attempts.append(
@@ -490,9 +504,111 @@ def run_export_trials(root: Path, run_dir: Path, kinds: list, seed: int) -> list
         )
         leftovers = sorted(p.name for p in root.glob(f".export{index}.*.tmp"))
         trial.checks = {"after_kill": state, "after_rerun": final, "temporary_folders": leftovers}
-        trial.ok = state in ("absent", "complete") and rc2 == 0 and final == "complete"
+        trial.ok = (
+            state in ("absent", "complete") and rc2 == 0 and final == "complete" and not leftovers
+        )
         trials.append(trial)
     return trials
+
+
+def spawned_workers() -> int:
+    """Processes started by multiprocessing's spawn (distillation workers) still alive."""
+    count = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"multiprocessing.spawn" in cmdline.read_bytes():
+                count += 1
+        except OSError:
+            pass
+    return count
+
+
+def distill_output(out: Path) -> dict[str, bytes]:
+    """The files a finished distillation must reproduce byte for byte."""
+    names = ["raw.de", "train.en", "train.de", "val.en", "val.de"]
+    return {name: (out / name).read_bytes() for name in names if (out / name).is_file()}
+
+
+def distill_state(out: Path) -> str:
+    """'absent', 'chunks N' (every chunk on disk valid JSON), 'translated' or 'finished';
+    raises on a corrupt chunk."""
+    if (out / "stats.json").is_file() and (out / "train.de").is_file():
+        return "finished"
+    if (out / "raw.json").is_file():
+        return "translated, not yet filtered"
+    parts = sorted((out / "parts").glob("[0-9]*.json")) if (out / "parts").is_dir() else []
+    for part in parts:
+        json.loads(part.read_text(encoding="utf-8"))  # a torn chunk raises
+    return f"chunks {len(parts)}" if out.exists() else "absent"
+
+
+def run_distill_trials(
+    root: Path, teacher: Path, kinds: list, seed: int
+) -> tuple[float, list[Trial]]:
+    """The uninterrupted run's seconds, then one trial per entry of `kinds`: ("random",
+    None) or ("targeted", (phase, name, n))."""
+    data = root / "distill-data"
+    data.mkdir(exist_ok=True)
+    reps = DISTILL_LINES // len(PAIRS)
+    for split, n in (("train", reps), ("val", 1), ("test_2016_flickr", 1)):
+        (data / f"{split}.en").write_text("".join(f"{s}\n" for s, _ in PAIRS) * n)
+        (data / f"{split}.de").write_text("".join(f"{t}\n" for _, t in PAIRS) * n)
+
+    def args(out: Path) -> list[str]:
+        return [
+            *("--teacher", str(teacher), "--data", str(data), "-o", str(out)),
+            *("--workers", "2", "--threads", "1", "--beam", "2"),
+            *("--set", f"chunk_lines={DISTILL_CHUNK}", "--set", "batch_tokens=64"),
+        ]
+
+    reference = root / "distill-reference"
+    _, rc, ref_seconds, err = launch(python_m_nmt("distill", args(reference)), root / "d.log")
+    if rc != 0:
+        raise RuntimeError(f"reference distillation failed ({rc}):\n{err[-2000:]}")
+    expected = distill_output(reference)
+    rng = random.Random(seed)
+    trials = []
+    for index, (kind, detail) in enumerate(kinds):
+        out = root / f"distill{index}"
+        log = root / f"distill{index}.log"
+        shutil.rmtree(out, ignore_errors=True)  # an earlier call's
+        trial = Trial(kind=f"{kind} {detail}" if detail else kind)
+        if kind == "targeted":
+            signal_file = root / f"distill{index}.paused"
+            argv = paused_child("distill", args(out), detail, signal_file)
+            killed, rc, secs, err = launch(argv, log, signal_file=signal_file)
+            point = "{} {} #{}".format(*detail)
+        else:
+            after = rng.uniform(0.3, 0.95) * ref_seconds
+            killed, rc, secs, err = launch(python_m_nmt("distill", args(out)), log, after)
+            point = f"random, {after:.2f} s after start"
+        time.sleep(2)  # the workers notice their parent is gone
+        orphans = spawned_workers()
+        state = distill_state(out)
+        trial.attempts.append(
+            Attempt(
+                "distill", killed, round(secs, 2), point if killed else "", rc, output_state=state
+            )
+        )
+        killed2, rc2, secs2, err2 = launch(python_m_nmt("distill", args(out)), log)
+        resumed = re.search(r"resuming: (\d+) of (\d+) chunks", err2)
+        final = distill_state(out)
+        trial.attempts.append(
+            Attempt("distill (rerun)", False, round(secs2, 2), "", rc2, output_state=final)
+        )
+        leftovers = sorted(p.name for p in out.rglob(".*.tmp"))
+        same = distill_output(out) == expected
+        trial.checks = {
+            "after_kill": state,
+            "orphan_workers": orphans,
+            "chunks_resumed": resumed.group(1) if resumed else "0",
+            "after_rerun": final,
+            "same_output": same,
+            "temporary_files": leftovers,
+        }
+        trial.ok = rc2 == 0 and final == "finished" and same and not leftovers and not orphans
+        trials.append(trial)
+    return ref_seconds, trials
 
 
 def machine() -> dict:
@@ -572,8 +688,31 @@ def markdown(result: dict) -> str:
         "",
         "'complete' means the folder loads with CTranslate2, translates like the reference "
         "export and holds its exact `model.bin`. A kill between the two renames of a `--force` "
-        "export leaves the folder absent; the previous export then sits in the "
-        "`.NAME.*.tmp/previous` folder beside it.",
+        "export leaves the folder absent, the previous export in the `.NAME.PID.*.tmp/previous` "
+        "folder beside it; the next export to that folder puts it back and removes the work "
+        "folders of killed exports (the rerun here left none).",
+        "",
+        "## Distillation",
+        "",
+        f"`nmt distill` of {DISTILL_LINES} lines (chunks of {DISTILL_CHUNK}) with the "
+        "reference run's CTranslate2 export as teacher, 2 worker processes, beam 2; the "
+        f"uninterrupted run took {result.get('distill_reference_seconds', 0):.1f} s.",
+        "",
+        "| trial | kill point | output after the kill | workers left alive | chunks the rerun "
+        "kept | after the rerun | output identical | ok |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, t in enumerate(result.get("distill_trials", [])):
+        a, c = t["attempts"][0], t["checks"]
+        lines.append(
+            f"| {i} | {a['kill_point'] or 'finished before the kill'} | {c['after_kill']} | "
+            f"{c['orphan_workers']} | {c['chunks_resumed']} | {c['after_rerun']} | "
+            f"{'yes' if c['same_output'] else 'NO'} | {'yes' if t['ok'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "'output identical': raw.de (every teacher output, in order), the filtered train.en/"
+        "train.de and the copied val files, byte for byte against the uninterrupted run.",
         "",
         f"All trials passed: {'yes' if result['all_ok'] else 'NO'}.",
         "",
@@ -588,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--random-trials", type=int, default=3, help="training, 2 kills each")
     p.add_argument("--random-export-trials", type=int, default=2)
+    p.add_argument("--random-distill-trials", type=int, default=3)
     p.add_argument("--targeted", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
@@ -599,10 +739,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.targeted:
         kinds += [("targeted", t) for t in TARGETED_TRAIN]
         export_kinds += [("targeted", t) for t in TARGETED_EXPORT]
+    distill_kinds = [("random", None)] * args.random_distill_trials
+    if args.targeted:
+        distill_kinds += [("targeted", t) for t in TARGETED_DISTILL]
     root = args.workdir or Path(tempfile.mkdtemp(prefix="crash_resume."))
     root.mkdir(parents=True, exist_ok=True)
     reference, ref_seconds, train_trials = run_train_trials(root, args.steps, kinds, args.seed)
     export_trials = run_export_trials(root, reference, export_kinds, args.seed)
+    distill_seconds, distill_trials = run_distill_trials(
+        root, root / "export-reference", distill_kinds, args.seed
+    )
     result = {
         "argv": argv,
         "machine": machine(),
@@ -611,7 +757,9 @@ def main(argv: list[str] | None = None) -> int:
         "reference_seconds": round(ref_seconds, 2),
         "train_trials": [asdict(t) for t in train_trials],
         "export_trials": [asdict(t) for t in export_trials],
-        "all_ok": all(t.ok for t in [*train_trials, *export_trials]),
+        "distill_reference_seconds": round(distill_seconds, 2),
+        "distill_trials": [asdict(t) for t in distill_trials],
+        "all_ok": all(t.ok for t in [*train_trials, *export_trials, *distill_trials]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "crash_resume.json").write_text(json.dumps(result, indent=2) + "\n")

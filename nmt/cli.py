@@ -69,7 +69,7 @@ def train_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _setup_logging()
     from nmt.config import load_run_config
-    from nmt.train import train
+    from nmt.train import TrainingStopped, train
 
     try:
         overrides = args.overrides + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
@@ -77,6 +77,9 @@ def train_main(argv: list[str] | None = None) -> int:
         summary = train(config, resume=args.resume)
     except _user_errors() as e:
         return _fail(e)
+    except TrainingStopped as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return e.exit_code
     print(json.dumps({k: v for k, v in summary.items() if k != "validations"}, indent=2))
     return 0
 
@@ -496,6 +499,7 @@ def pipeline_main(argv: list[str] | None = None) -> int:
     from nmt.distill import DistillError
     from nmt.export.ct2 import ExportError
     from nmt.pipeline import PipelineError, load_pipeline_config, run_pipeline, stage_status
+    from nmt.train import TrainingStopped
 
     overrides = args.overrides + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     try:
@@ -507,6 +511,9 @@ def pipeline_main(argv: list[str] | None = None) -> int:
         result = run_pipeline(config, until=args.until)
     except (*_user_errors(), PipelineError, DistillError, ExportError) as e:
         return _fail(e)
+    except TrainingStopped as e:
+        print(f"stopped: {e}; run the pipeline again to continue", file=sys.stderr)
+        return e.exit_code
     print(result.summary())
     return 1 if result.incomplete else 0
 

@@ -9,6 +9,9 @@ A run killed at any moment (SIGKILL, power loss) resumes with `--resume` from it
 complete `last.pt` and ends with the same weights as an uninterrupted run: every file is
 written atomically, a resumed run drops the `log.jsonl` records written after its
 checkpoint (they are written again), and benchmarks/crash_resume.py checks it.
+SIGTERM or Ctrl-C (SIGINT) stops a run cleanly: the current step ends, `last.pt` is written
+and `TrainingStopped` is raised (the CLI exits with 128 + the signal number); a second signal
+stops at once, from the previous `last.pt`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import json
 import logging
 import math
 import shutil
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +46,41 @@ from nmt.tokenizer import Tokenizer, train_tokenizer
 from nmt.translate import TorchTranslator
 
 log = logging.getLogger(__name__)
+
+
+class TrainingStopped(Exception):
+    """A signal stopped the run at a step boundary, after writing `last.pt`."""
+
+    def __init__(self, signum: int, step: int, run_dir: Path):
+        self.exit_code = 128 + signum
+        super().__init__(
+            f"{run_dir}: stopped by {signal.Signals(signum).name} at step {step}, "
+            "checkpoint last.pt written; continue with --resume"
+        )
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """Record SIGTERM/SIGINT in the yielded list instead of dying mid-step; a second signal
+    raises KeyboardInterrupt at once. Only the main thread can install handlers: elsewhere
+    the list stays empty and signals keep their default behaviour."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        if received:
+            raise KeyboardInterrupt
+        log.warning("%s: finishing this step and saving", signal.Signals(signum).name)
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def resolve_split(config: RunConfig, split: str) -> tuple[Path, Path]:
@@ -242,11 +282,13 @@ class Trainer:
             "torch_version": torch.__version__,
         }
 
-    def save(self) -> None:
-        """Write `checkpoints/step_N.pt`, then `last.pt`; a failed write (a full disk) ends
-        the run with an error naming the file and leaves the previous `last.pt` intact."""
+    def save(self, snapshot: bool = True) -> None:
+        """Write `checkpoints/step_N.pt` (unless `snapshot` is false: a stop between saving
+        steps must not change which snapshots get averaged), then `last.pt`; a failed write
+        (a full disk) ends the run with an error naming the file and leaves the previous
+        `last.pt` intact."""
         try:
-            self._save()
+            self._save(snapshot)
         except OSError as e:
             raise CheckpointError(
                 f"{e.filename or self.run_dir}: cannot write checkpoint ({e.strerror or e}); "
@@ -254,18 +296,19 @@ class Trainer:
                 "continue with --resume"
             ) from e
 
-    def _save(self) -> None:
+    def _save(self, snapshot: bool) -> None:
         step = self.state.step
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
-        save_checkpoint(
-            self.run_dir / "checkpoints" / f"step_{step}.pt",
-            self.model,
-            self.config.to_dict(),
-            self.tokenizer.sha256(),
-            **self._meta(),
-        )
+        if snapshot:
+            save_checkpoint(
+                self.run_dir / "checkpoints" / f"step_{step}.pt",
+                self.model,
+                self.config.to_dict(),
+                self.tokenizer.sha256(),
+                **self._meta(),
+            )
         save_checkpoint(
             self.run_dir / "last.pt",
             self.model,
@@ -454,6 +497,10 @@ class Trainer:
         return c.patience > 0 and s.bad_validations >= c.patience
 
     def run(self) -> dict[str, Any]:
+        with stop_requests() as signals:
+            return self._run(signals)
+
+    def _run(self, signals: list[int]) -> dict[str, Any]:
         c, s = self.config.train, self.state
         log.info(
             "model: %s parameters, device %s, precision %s, threads %d",
@@ -526,6 +573,11 @@ class Trainer:
                 stop_reason = f"time budget ({c.max_minutes} min)"
             if out_of_time or stop:
                 break
+            if signals:
+                if s.step % c.save_every:
+                    self.save(snapshot=False)
+                bar.close()
+                raise TrainingStopped(signals[0], s.step, self.run_dir)
         bar.close()
         return self.finish(stop_reason)
 

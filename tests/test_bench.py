@@ -162,6 +162,25 @@ def test_grid_expands_axes_and_device_defaults(tmp_path, fake_models):
     assert [c.cell_id for c in expand_cells(again)] == [c.cell_id for c in cpu]
 
 
+def test_grid_entry_threads_and_parallel_translators(tmp_path, fake_models):
+    x2 = {"name": "x2", "path": str(fake_models["ct2"]), "compute_types": ["int8"]}
+    models = [
+        {"name": "pt", "path": str(fake_models["pt"])},
+        {**x2, "translators": 2, "threads": [1]},
+    ]
+    grid = {"beam_sizes": [4], "threads": [1, 2]}
+    path = write_grid(
+        tmp_path / "g.yaml", models, fake_models["src"], fake_models["ref"], grid=grid
+    )
+    cells = expand_cells(load_bench_config(path))
+    assert [(c.model, c.threads, c.translators) for c in cells] == [
+        ("pt", 1, 1),
+        ("pt", 2, 1),
+        ("x2", 1, 2),
+    ]
+    assert cells[-1].cell_id.endswith("t1x2 beam4 bs32")
+
+
 @pytest.mark.parametrize(
     "change, key",
     [
@@ -199,6 +218,9 @@ def test_grid_errors_name_the_key(tmp_path, fake_models, change, key):
         ({"path": "pt", "use_vmap": [True]}, "models[0].use_vmap: applies to CTranslate2"),
         ({"path": "ct2", "use_vmap": [True]}, "models[0].use_vmap: .* has no vmap.txt"),
         ({"path": "pt", "backend": "nope"}, "models[0].backend: unknown backend 'nope'"),
+        ({"path": "pt", "translators": 2}, "models[0].translators: applies to CTranslate2"),
+        ({"path": "ct2", "translators": 0}, "models[0].translators: must be >= 1"),
+        ({"path": "ct2", "threads": [0]}, "models[0].threads: values must be >= 1"),
     ],
 )
 def test_grid_model_errors_name_the_key(tmp_path, fake_models, model, key):

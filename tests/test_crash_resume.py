@@ -61,6 +61,31 @@ def test_killed_export_leaves_no_folder_or_a_complete_one(killed_in_a_write):
     assert trial.checks["after_rerun"] == "complete" and trial.ok
 
 
+def test_killed_force_export_is_put_back_and_cleaned_up(killed_in_a_write):
+    root, reference, _ = killed_in_a_write
+    kinds = [("targeted", ("export-between-renames", "", 1))]
+    (trial,) = crash_resume.run_export_trials(root, reference, kinds, seed=1)
+    assert trial.checks["after_kill"] == "absent"  # moved aside, the new one not yet in
+    assert trial.checks["after_rerun"] == "complete"
+    assert trial.checks["temporary_folders"] == [] and trial.ok
+
+
+def test_killed_distillation_resumes_to_the_same_output(killed_in_a_write):
+    root, reference, _ = killed_in_a_write
+    teacher = root / "distill-teacher"
+    crash_resume.launch(
+        crash_resume.python_m_nmt("export", [str(reference), "-o", str(teacher)]),
+        root / "teacher.log",
+    )
+    kinds = [("targeted", ("after-rename", "00000", 4))]
+    _, (trial,) = crash_resume.run_distill_trials(root, teacher, kinds, seed=0)
+    checks = trial.checks
+    assert checks["after_kill"] == "chunks 4", checks
+    assert checks["chunks_resumed"] == "4" and checks["orphan_workers"] == 0
+    assert checks["after_rerun"] == "finished" and checks["same_output"], checks
+    assert trial.ok
+
+
 @pytest.mark.slow
 def test_crash_script_all_trials(tmp_path):
     argv = ["--random-trials", "2", "--steps", "120", "--out", str(tmp_path)]

@@ -16,7 +16,10 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -353,6 +356,27 @@ def test_translator_keeps_lines_aligned(trained):
     assert trained.fp32.backend == "ctranslate2"
 
 
+def test_parallel_translators_split_each_call_and_agree(trained):
+    two = CT2Translator(trained.root / "fp32", threads=1, inter_threads=2)
+    assert two.translator.num_translators == 2
+    calls = []
+
+    class Spy:  # records the batch size each call asks CTranslate2 for
+        num_translators = 2
+
+        def translate_batch(self, batch, **options):
+            calls.append((sum(len(p) + 1 for p in batch), options["max_batch_size"]))
+            return two_translator.translate_batch(batch, **options)
+
+    two_translator, two.translator = two.translator, Spy()
+    inputs = many_inputs()
+    assert two.translate(inputs, beam_size=1) == trained.fp32.translate(inputs, beam_size=1)
+    assert two.translate(inputs, beam_size=4) == load_ct2(trained.root / "fp32").translate(
+        inputs, beam_size=4
+    )
+    assert all(tokens > limit >= tokens / 2 for tokens, limit in calls)
+
+
 def test_loader_and_recogniser(trained):
     assert is_ct2_export(trained.root / "fp32")
     assert not is_ct2_export(trained.root / "run")
@@ -417,6 +441,32 @@ def test_export_refuses_to_overwrite_without_force(tmp_path, toy_tokenizer):
     export_ct2(state, tmp_path / "ct2", quantization="int8", force=True)
     assert read_export_info(tmp_path / "ct2")["quantization"] == "int8"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ct2"]
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_next_export_cleans_up_after_a_killed_one(tmp_path, toy_tokenizer):
+    """SIGKILL leaves the work folder (`.NAME.PID.XXXX.tmp`); a killed --force export may
+    have moved the previous export into it. The next export puts that back and clears
+    the folders of dead processes, not those of a live one."""
+    state = random_state(toy_tokenizer)
+    export_ct2(state, tmp_path / "ct2")
+    killed = tmp_path / f".ct2.{dead_pid()}.abc123.tmp"
+    killed.mkdir()
+    (tmp_path / "ct2").rename(killed / "previous")  # the kill came before the new one's rename
+    (killed / "export").mkdir()  # a half-written new export
+    live = tmp_path / f".ct2.{os.getpid()}.def456.tmp"
+    live.mkdir()
+    other = tmp_path / f".ct2.1234.{dead_pid()}.ghi789.tmp"  # work folder of export "ct2.1234"
+    other.mkdir()
+    with pytest.raises(FileExistsError, match="force"):
+        export_ct2(state, tmp_path / "ct2", quantization="int8")
+    assert read_export_info(tmp_path / "ct2")["quantization"] == "float32"  # put back
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["ct2", live.name, other.name])
 
 
 def _fail_in_ct2_save(self, output_dir):

@@ -67,7 +67,7 @@ def test_pipeline_errors_name_the_key(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match=r"students\[0\]\.data: mix needs distill\.mix"):
         load_pipeline_config(tmp_path / "mix.yaml")
     (tmp_path / "typo.yaml").write_text(
-        path.read_text().replace("train.max_minutes=5", "train.max_minute=5")
+        path.read_text().replace("train.max_minutes=7", "train.max_minute=7")
     )
     with pytest.raises(ConfigError, match=r"train\.max_minute: unknown key"):
         load_pipeline_config(tmp_path / "typo.yaml")

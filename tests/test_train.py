@@ -1,6 +1,7 @@
 """End-to-end training on a toy corpus: overfitting, resume, checkpoints, translate CLI."""
 
 import json
+import signal
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import torch
 from nmt.checkpoint import load_checkpoint
 from nmt.cli import translate_main
 from nmt.config import ConfigError, load_run_config
-from nmt.train import train
+from nmt.train import Trainer, TrainingStopped, train
 from nmt.translate import load
 
 from .conftest import TOY_PAIRS
@@ -70,6 +71,36 @@ def test_resume_gives_the_same_run_as_uninterrupted(tmp_path, toy_corpus):
     resumed = toy_config(tmp_path / "part", toy_corpus, "train.max_steps=30")
     train(resumed, resume=True)
     assert train_losses(tmp_path / "part") == train_losses(tmp_path / "full")
+    a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_saves_at_the_step_and_resumes_to_the_same_run(tmp_path, toy_corpus, monkeypatch):
+    full = toy_config(tmp_path / "full", toy_corpus, "train.max_steps=30")
+    train(full)
+    step_once = Trainer.train_step
+
+    def step_then_signal(self):
+        result = step_once(self)
+        if self.state.step == 12:  # the 13th step is running: the signal arrives mid-step
+            signal.raise_signal(signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    part = toy_config(tmp_path / "part", toy_corpus, "train.max_steps=30")
+    with pytest.raises(TrainingStopped, match="SIGTERM at step 13") as stopped:
+        train(part)
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler removed again
+    assert load_checkpoint(tmp_path / "part" / "last.pt")["step"] == 13
+    snapshots = sorted(p.name for p in (tmp_path / "part" / "checkpoints").iterdir())
+    assert snapshots == ["step_10.pt"]  # no off-grid snapshot to skew averaging
+    monkeypatch.setattr(Trainer, "train_step", step_once)
+    train(part, resume=True)
+    # The log line at step 15 averages steps 14-15 only (the resumed interval); others match.
+    resumed, uninterrupted = train_losses(tmp_path / "part"), train_losses(tmp_path / "full")
+    assert [r for r in resumed if r[0] != 15] == [r for r in uninterrupted if r[0] != 15]
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -72,6 +72,7 @@ def load_translator(cell: Cell):
     options: dict[str, Any] = {"device": cell.device, "threads": cell.threads}
     if cell.backend == "ctranslate2":
         options["compute_type"] = cell.compute_type
+        options["inter_threads"] = cell.translators
     translator = load(cell.path, backend=cell.backend, **options)
     if cell.backend == "pytorch" and cell.compute_type != "float32":
         import torch

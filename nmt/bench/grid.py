@@ -76,6 +76,11 @@ class ModelEntry:
     backend: str = "auto"  # a key of nmt.translate.BACKENDS, or recognised from the path
     compute_types: tuple[str, ...] = ()  # empty: DEFAULT_COMPUTE_TYPES for the device
     use_vmap: tuple[bool, ...] = ()  # CTranslate2; empty: [false, true] if it ships a vmap
+    translators: int = 1  # CTranslate2: parallel translators (inter_threads) of `threads` each
+    threads: tuple[int, ...] = ()  # threads per translator for this model; empty: the grid's
+
+    def __post_init__(self) -> None:
+        _check(all(t >= 1 for t in self.threads), "threads", "values must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,12 @@ class Cell:
     model_files: tuple[str, ...]  # what "size on disk" counts
     model_bytes: int
     model_mtime: float  # newest of model_files: a re-exported model is measured again
+    translators: int = 1  # CTranslate2 translators working in parallel, `threads` each
+
+    @property
+    def thread_layout(self) -> str:
+        """`threads`, or `threads x translators` when CTranslate2 runs several."""
+        return f"{self.threads}x{self.translators}" if self.translators > 1 else f"{self.threads}"
 
     @property
     def cell_id(self) -> str:
@@ -211,7 +222,7 @@ class Cell:
         vmap = "" if self.use_vmap is None else f" vmap={'on' if self.use_vmap else 'off'}"
         return (
             f"{self.test_set} {self.device} {self.model} {self.backend} {self.compute_type}"
-            f"{vmap} t{self.threads} beam{self.beam_size} bs{self.batch_size}"
+            f"{vmap} t{self.thread_layout} beam{self.beam_size} bs{self.batch_size}"
         )
 
     @property
@@ -267,42 +278,41 @@ def expand_cells(config: BenchConfig, device: str | None = None) -> list[Cell]:
         for compute_type in _compute_types(entry, backend, dev)
         for use_vmap in _vmap_options(entry, backend)
     ]
-    axes = list(
-        itertools.product(config.grid.threads, config.grid.beam_sizes, config.grid.batch_sizes)
-    )
     cells = []
     for i, test_set in enumerate(config.test_sets):
         src, ref = _test_files(test_set, config.data_dir, f"test_sets[{i}]")
-        for (dev, entry, backend, files, compute_type, use_vmap), (
-            threads,
-            beam,
-            batch,
-        ) in itertools.product(engines, axes):
-            cells.append(
-                Cell(
-                    model=entry.name,
-                    path=str(Path(entry.path).resolve()),
-                    backend=backend,
-                    compute_type=compute_type,
-                    use_vmap=use_vmap,
-                    device=dev,
-                    threads=threads,
-                    beam_size=beam,
-                    batch_size=batch,
-                    test_set=test_set.name,
-                    src=str(src),
-                    ref=str(ref),
-                    min_words=test_set.min_words,
-                    max_lines=test_set.max_lines,
-                    decoding=config.decoding,
-                    repeats=config.repeats,
-                    warmup_batches=config.warmup_batches,
-                    latency_sentences=config.latency_sentences,
-                    model_files=tuple(str(f) for f in files),
-                    model_bytes=sum(f.stat().st_size for f in files),
-                    model_mtime=max(f.stat().st_mtime for f in files),
+        for dev, entry, backend, files, compute_type, use_vmap in engines:
+            for threads, beam, batch in itertools.product(
+                entry.threads or config.grid.threads,
+                config.grid.beam_sizes,
+                config.grid.batch_sizes,
+            ):
+                cells.append(
+                    Cell(
+                        model=entry.name,
+                        path=str(Path(entry.path).resolve()),
+                        backend=backend,
+                        compute_type=compute_type,
+                        use_vmap=use_vmap,
+                        device=dev,
+                        threads=threads,
+                        beam_size=beam,
+                        batch_size=batch,
+                        test_set=test_set.name,
+                        src=str(src),
+                        ref=str(ref),
+                        min_words=test_set.min_words,
+                        max_lines=test_set.max_lines,
+                        decoding=config.decoding,
+                        repeats=config.repeats,
+                        warmup_batches=config.warmup_batches,
+                        latency_sentences=config.latency_sentences,
+                        model_files=tuple(str(f) for f in files),
+                        model_bytes=sum(f.stat().st_size for f in files),
+                        model_mtime=max(f.stat().st_mtime for f in files),
+                        translators=entry.translators,
+                    )
                 )
-            )
     return cells
 
 
@@ -344,6 +354,11 @@ def _resolve_model(entry: ModelEntry, key: str) -> tuple[ModelEntry, str, list[P
                 f"{key}.compute_types[{i}]: unknown compute type {ct!r} for {backend} "
                 f"(known: {', '.join(sorted(known))})"
             )
+    if entry.translators != 1:
+        if entry.translators < 1:
+            raise ConfigError(f"{key}.translators: must be >= 1, got {entry.translators}")
+        if backend != "ctranslate2":
+            raise ConfigError(f"{key}.translators: applies to CTranslate2 exports only")
     if entry.use_vmap:
         if backend != "ctranslate2":
             raise ConfigError(f"{key}.use_vmap: applies to CTranslate2 exports only")

@@ -46,8 +46,15 @@ def label(r: dict[str, Any]) -> str:
     c = r["cell"]
     vmap = " vmap" if c["use_vmap"] else ""
     return (
-        f"{c['model']} {compute(r)}{vmap} beam{c['beam_size']} bs{c['batch_size']} t{c['threads']}"
+        f"{c['model']} {compute(r)}{vmap} beam{c['beam_size']} bs{c['batch_size']} "
+        f"t{thread_layout(c)}"
     )
+
+
+def thread_layout(cell: dict[str, Any]) -> str:
+    """`threads`, or `threads x translators` for parallel CTranslate2 translators."""
+    translators = cell.get("translators", 1)
+    return f"{cell['threads']}x{translators}" if translators > 1 else str(cell["threads"])
 
 
 def compute(r: dict[str, Any]) -> str:
@@ -209,7 +216,7 @@ def _table(records, speed_front: set[int], memory_front: set[int], device: str) 
             c["model"],
             c["backend"],
             compute(r) + vmap,
-            str(c["threads"]),
+            thread_layout(c),
             str(c["beam_size"]),
             str(c["batch_size"]),
             f"{q['bleu']:.2f}",
@@ -263,7 +270,9 @@ def _machine_section(ok: list[dict[str, Any]]) -> list[str]:
         lines.append(f"- environment of the cells: {shown}")
     lines.append(
         "- threads: each cell's `threads` sets OMP/MKL/OpenBLAS threads, PyTorch's "
-        "`set_num_threads` and CTranslate2's `intra_threads` (one translator)"
+        "`set_num_threads` and CTranslate2's `intra_threads`; `1x2`: two CTranslate2 "
+        "translators (`inter_threads`) of one thread each, each translate() call split "
+        "between them"
     )
     loads = [x for r in ok for x in r["load_average"] if x is not None]
     if loads:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
 import tempfile
 from datetime import datetime, timezone
@@ -83,6 +85,7 @@ def export_ct2(
         raise ValueError(
             f"unknown quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})"
         )
+    recover_interrupted(out_dir)
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir}: already exists (use force to replace it)")
     if vmap is not None and not Path(vmap).is_file():
@@ -98,8 +101,7 @@ def export_ct2(
     model = model_from_checkpoint(checkpoint_state)
     spec = build_spec(model, tokenizer)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    workdir = make_workdir(out_dir)
     try:
         staging = workdir / "export"
         _SpecConverter(spec).convert(
@@ -237,6 +239,41 @@ class _SpecConverter(Converter):
 
     def _load(self) -> TransformerSpec:
         return self._spec
+
+
+def make_workdir(out_dir: Path) -> Path:
+    """A fresh hidden work folder beside `out_dir`, named after it and this process."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{out_dir.name}.{os.getpid()}."
+    return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=out_dir.parent))
+
+
+def recover_interrupted(out_dir: Path) -> None:
+    """Clear the work folders of exports to `out_dir` whose process is gone (killed), first
+    putting back the previous export that a killed `force` export had moved aside."""
+    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(\d+)\.[^.]+\.tmp$")
+    if not out_dir.parent.is_dir():
+        return
+    for stale in out_dir.parent.iterdir():
+        match = pattern.match(stale.name)
+        if not match or not stale.is_dir() or _process_alive(int(match.group(1))):
+            continue
+        previous = stale / "previous"
+        if previous.is_dir() and not out_dir.exists():
+            previous.rename(out_dir)
+            log.warning("%s: put back the export that an interrupted export moved aside", out_dir)
+        shutil.rmtree(stale, ignore_errors=True)
+        log.info("%s: removed %s, left by an interrupted export", out_dir.parent, stale.name)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _publish(staging: Path, out_dir: Path, workdir: Path) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,7 +51,9 @@ from nmt.export.ct2 import (
     ExportError,
     _publish,
     _write_json,
+    make_workdir,
     read_info,
+    recover_interrupted,
 )
 from nmt.fileio import file_sha256
 from nmt.model import BOS, EOS, PAD, UNK, Transformer
@@ -144,6 +145,7 @@ def export_onnx(
         raise ValueError(
             f"unknown ONNX quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})"
         )
+    recover_interrupted(out_dir)
     if out_dir.exists() and not force:
         raise FileExistsError(f"{out_dir}: already exists (use force to replace it)")
 
@@ -161,8 +163,7 @@ def export_onnx(
             f"{model.config.vocab_size}"
         )
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    workdir = make_workdir(out_dir)
     try:
         staging = workdir / "export"
         staging.mkdir()
