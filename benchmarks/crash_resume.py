@@ -81,6 +81,7 @@ TARGETED_DISTILL = [
     ("before-rename", "train.", 1),  # the filtered output complete, not yet renamed
 ]
 DISTILL_LINES, DISTILL_CHUNK = 2000, 100
+WORKER_GRACE_S = 60  # a worker still importing or translating a chunk exits after that
 
 
 # ---- the child side: run an nmt command, stopping at a chosen point for the parent ----
@@ -582,8 +583,11 @@ def run_distill_trials(
             after = rng.uniform(0.3, 0.95) * ref_seconds
             killed, rc, secs, err = launch(python_m_nmt("distill", args(out)), log, after)
             point = f"random, {after:.2f} s after start"
-        time.sleep(2)  # the workers notice their parent is gone
+        waited = time.perf_counter()  # workers exit once they notice their parent is gone
+        while spawned_workers() and time.perf_counter() - waited < WORKER_GRACE_S:
+            time.sleep(0.2)
         orphans = spawned_workers()
+        worker_exit_s = round(time.perf_counter() - waited, 1)
         state = distill_state(out)
         trial.attempts.append(
             Attempt(
@@ -601,6 +605,7 @@ def run_distill_trials(
         trial.checks = {
             "after_kill": state,
             "orphan_workers": orphans,
+            "workers_gone_after_s": worker_exit_s,
             "chunks_resumed": resumed.group(1) if resumed else "0",
             "after_rerun": final,
             "same_output": same,
@@ -698,15 +703,17 @@ def markdown(result: dict) -> str:
         "reference run's CTranslate2 export as teacher, 2 worker processes, beam 2; the "
         f"uninterrupted run took {result.get('distill_reference_seconds', 0):.1f} s.",
         "",
-        "| trial | kill point | output after the kill | workers left alive | chunks the rerun "
-        "kept | after the rerun | output identical | ok |",
+        "| trial | kill point | output after the kill | workers alive after "
+        f"{WORKER_GRACE_S} s (all gone after) | chunks the rerun kept | after the rerun | "
+        "output identical | ok |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for i, t in enumerate(result.get("distill_trials", [])):
         a, c = t["attempts"][0], t["checks"]
         lines.append(
             f"| {i} | {a['kill_point'] or 'finished before the kill'} | {c['after_kill']} | "
-            f"{c['orphan_workers']} | {c['chunks_resumed']} | {c['after_rerun']} | "
+            f"{c['orphan_workers']} ({c['workers_gone_after_s']} s) | {c['chunks_resumed']} | "
+            f"{c['after_rerun']} | "
             f"{'yes' if c['same_output'] else 'NO'} | {'yes' if t['ok'] else 'NO'} |"
         )
     lines += [

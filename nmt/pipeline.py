@@ -11,6 +11,9 @@ output lives under the pipeline's `root`:
     ROOT/exports/NAME-Q/      the int8 (or other) exports, with a vocabulary map when
                               nmt.vmap is available; ROOT/exports/NAME.vmap.txt
     ROOT/bench/               grid.yaml (rerun it with nmt-bench), results.jsonl, report.md
+    ROOT/zoo/                 zoo.md: every model's shape, parameters, size, BLEU/chrF and
+                              speed; the test-set translations and run configs (nmt.zoo)
+    RELEASE.dir               optional: one student's export and its model card (README.md)
     ROOT/stages/STAGE.json    a stage's completion marker (teacher, distill, each student by
                               its name, export, bench): its settings, its result
     ROOT/pipeline.json        the resolved pipeline config
@@ -47,8 +50,8 @@ from nmt.fileio import atomic_write_text
 log = logging.getLogger(__name__)
 
 STUDENT_DATA = ("distilled", "mix", "original")
-RESERVED = ("distilled", "exports", "bench", "stages")  # folders under the root
-STAGES = ("teacher", "distill", "export", "bench")  # a student's stage is named after it
+RESERVED = ("distilled", "exports", "bench", "stages", "zoo")  # folders under the root
+STAGES = ("teacher", "distill", "export", "bench", "zoo", "release")  # students: their names
 
 
 class PipelineError(RuntimeError):
@@ -88,12 +91,21 @@ class BenchStage:
     threads: tuple[int, ...] = (1,)
     compute_types: tuple[str, ...] = ()  # empty: each export's own weight type
     use_vmap: tuple[bool, ...] = ()  # empty: with and without, for exports that ship one
-    pytorch: bool = False  # also measure the PyTorch run folders
+    pytorch: tuple[str, ...] = ()  # models also measured in PyTorch float32 (run folders)
     repeats: int = 3
     warmup_batches: int = 2
     latency_sentences: int = 100
     max_lines: int = 0  # first N test lines (0: all)
     time_budget_minutes: float = 0.0
+
+
+@dataclass(frozen=True)
+class ReleaseStage:
+    """Copy one student's export, with a model card, to `dir` (empty: no release)."""
+
+    dir: str = ""
+    model: str = ""  # a student's name; empty: the student with the best greedy BLEU
+    max_mb: float = 0.0  # refuse a release larger than this (0: no limit)
 
 
 @dataclass(frozen=True)
@@ -108,9 +120,25 @@ class PipelineConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportStage = field(default_factory=ExportStage)
     bench: BenchStage = field(default_factory=BenchStage)
+    zoo: bool = True  # write ROOT/zoo: the table of every model, translations, configs
+    release: ReleaseStage = field(default_factory=ReleaseStage)
 
     def __post_init__(self) -> None:
         _check(len(self.students) > 0, "students", "list at least one student")
+        _check(
+            not self.zoo or self.export.teacher,
+            "zoo",
+            "needs export.teacher: true (the zoo compares every model with the teacher)",
+        )
+        _check(not self.release.dir or self.zoo, "release.dir", "needs zoo: true")
+        models = [self.teacher.name, *(s.name for s in self.students)]
+        for name in self.bench.pytorch:
+            _check(name in models, "bench.pytorch", f"{name!r} is not a model of this pipeline")
+        _check(
+            self.release.model in ("", *(s.name for s in self.students)),
+            "release.model",
+            f"{self.release.model!r} is not a student of this pipeline",
+        )
         names = [self.teacher.name] + [s.name for s in self.students]
         for i, name in enumerate(names[1:]):
             _check(names.index(name) == i + 1, f"students[{i}].name", f"{name!r} is used twice")
@@ -223,6 +251,11 @@ def plan(c: PipelineConfig) -> list[Stage]:
     if c.bench.enabled:
         bench_spec = _json({**asdict(c.bench), "models": list(models)})
         stages.append(Stage("bench", bench_spec, lambda: bench_stage(c, teacher, models)))
+    if c.zoo:
+        zoo_spec = _json({"models": list(models), "bench": c.bench.enabled})
+        stages.append(Stage("zoo", zoo_spec, lambda: zoo_stage(c, teacher, models)))
+    if c.release.dir:
+        stages.append(Stage("release", _json(asdict(c.release)), lambda: release_stage(c)))
     return stages
 
 
@@ -364,7 +397,7 @@ def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConf
         if b.use_vmap and (export_dir / "vmap.txt").is_file():
             entry["use_vmap"] = list(b.use_vmap)
         entries.append(entry)
-        if b.pytorch:
+        if name in b.pytorch:
             entries.append({"name": f"{name}-pt", "path": run.run_dir})
     d = teacher.data
     test_set: dict[str, Any] = {"name": d.test, "max_lines": b.max_lines}
@@ -401,6 +434,47 @@ def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConf
         "failed": result.failed,
         "incomplete": bool(result.failed or result.not_started),
     }
+
+
+def zoo_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConfig]) -> dict:
+    from nmt.train import resolve_split
+    from nmt.zoo import ZooModel, write_zoo
+
+    root = Path(c.root)
+    data = {s.name: s.data for s in c.students} | {c.teacher.name: "original"}
+    zoo_models = [
+        ZooModel(
+            name=name,
+            run_dir=Path(run.run_dir),
+            export_dir=root / "exports" / f"{name}-{c.export.quantization}",
+            data=data[name],
+            bench_name=f"{name}-{c.export.quantization}",
+            pytorch_bench_name=f"{name}-pt" if name in c.bench.pytorch else "",
+        )
+        for name, run in models.items()
+    ]
+    src, ref = resolve_split(teacher, teacher.data.test)
+    bench_results = root / "bench" / "results.jsonl" if c.bench.enabled else None
+    zoo = write_zoo(zoo_models, src, ref, root / "zoo", bench_results, teacher.data.tgt_lang)
+    return {
+        "table": str(root / "zoo" / "zoo.md"),
+        "bleu": {m["name"]: [m["beam1"]["bleu"], m["beam4"]["bleu"]] for m in zoo["models"]},
+    }
+
+
+def release_stage(c: PipelineConfig) -> dict:
+    from nmt.zoo import write_release
+
+    zoo = json.loads((Path(c.root) / "zoo" / "zoo.json").read_text(encoding="utf-8"))
+    students = [m for m in zoo["models"] if m["name"] != c.teacher.name]
+    name = c.release.model or max(students, key=lambda m: m["beam1"]["bleu"])["name"]
+    size = next(m["export_mb"] for m in students if m["name"] == name)
+    if c.release.max_mb and size > c.release.max_mb:
+        raise PipelineError(
+            f"release: {name}'s export is {size:.1f} MB, above release.max_mb {c.release.max_mb}"
+        )
+    card = write_release(zoo, name, Path(c.release.dir))
+    return {"model": name, "dir": c.release.dir, "card": str(card), "export_mb": size}
 
 
 # --- helpers ---------------------------------------------------------------------------------

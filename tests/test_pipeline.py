@@ -17,6 +17,7 @@ from nmt.pipeline import (
     train_stage,
 )
 from nmt.train import train
+from nmt.translate import load
 
 from .conftest import TOY_PAIRS
 from .test_train import toy_config
@@ -132,7 +133,8 @@ def tiny_pipeline(root: Path, bench: bool) -> Path:
         "teacher_export": "float32",
         "distill": {"beam_size": 2, "chunk_lines": 20, "batch_tokens": 64},
         "students": [{"name": "student", "config": str(root / "student.yaml")}],
-        "export": {"quantization": "int8", "teacher": False},
+        "export": {"quantization": "int8", "teacher": True},
+        "release": {"dir": str(root / "release" / "toy-student"), "max_mb": 5},
         "bench": {
             "enabled": bench,
             "beam_sizes": [1],
@@ -164,7 +166,7 @@ def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
     config = load_pipeline_config(tiny_pipeline(tmp_path, bench=True))
     out = Path(config.root)
     result = run_pipeline(config)
-    stages = ["teacher", "distill", "student", "export", "bench"]
+    stages = ["teacher", "distill", "student", "export", "bench", "zoo", "release"]
     assert result.ran == stages and not result.skipped and not result.incomplete
     assert sorted(p.stem for p in (out / "stages").glob("*.json")) == sorted(stages)
 
@@ -180,8 +182,34 @@ def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
     records = [
         json.loads(line) for line in (out / "bench" / "results.jsonl").read_text().splitlines()
     ]
-    assert len(records) == 1 and records[0]["status"] == "ok"
+    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
     assert (out / "bench" / "report.md").is_file()
+
+    zoo = json.loads((out / "zoo" / "zoo.json").read_text())
+    assert [m["name"] for m in zoo["models"]] == ["teacher", "student"]
+    student = zoo["models"][1]
+    assert student["data"] == "distilled" and student["layers"] == "2-1"
+    assert student["beam1"]["speed"]["tgt_tokens_per_s"] > 0  # from the benchmark
+    assert student["beam4"]["speed"] is None  # not measured: the grid has beam 1 only
+    greedy = (out / "zoo" / "translations" / "student.beam1.de").read_text().splitlines()
+    assert len(greedy) == len(TOY_PAIRS)
+    assert (out / "zoo" / "configs" / "teacher.yaml").is_file()
+    assert "| student | distilled | 2-1 |" in (out / "zoo" / "zoo.md").read_text()
+
+    release = tmp_path / "release" / "toy-student"
+    card = (release / "README.md").read_text()
+    assert f"{student['beam1']['bleu']:.2f}" in card and "nrefs:1" in card
+    import ctranslate2
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(release / "spm.model"))
+    plain = ctranslate2.Translator(str(release), device="cpu", intra_threads=1)
+    sources = [src for src, _ in TOY_PAIRS]
+    pieces = sp.encode(sources, out_type=str)
+    results = plain.translate_batch(pieces, beam_size=1, max_decoding_length=40)
+    outputs = [sp.decode(r.hypotheses[0]) for r in results]
+    ours = load(release).translate(sources, beam_size=1, max_len_a=0, max_len_b=40)
+    assert outputs == ours  # plain CTranslate2 + SentencePiece = nmt-translate, same limit
 
     forbid(
         monkeypatch,
@@ -189,6 +217,8 @@ def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
         "nmt.distill.distill",
         "nmt.export.export",
         "nmt.bench.runner.bench",
+        "nmt.zoo.write_zoo",
+        "nmt.zoo.write_release",
     )
     again = run_pipeline(load_pipeline_config(tmp_path / "pipeline.yaml"))
     assert again.ran == [] and again.skipped == stages
@@ -218,7 +248,7 @@ def test_interrupted_pipeline_resumes_at_the_next_stage(tmp_path, monkeypatch):
     monkeypatch.setattr("nmt.train.train", spy)
     result = run_pipeline(config)
     assert result.skipped == ["teacher"]
-    assert result.ran == ["distill", "student", "export"]
+    assert result.ran == ["distill", "student", "export", "zoo", "release"]
     assert trained == ["student"]
 
     changed = load_pipeline_config(tmp_path / "pipeline.yaml", ["distill.beam_size=1"])

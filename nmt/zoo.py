@@ -1,0 +1,328 @@
+"""The model zoo of a pipeline: every model's shape, size, scores and speed in one table.
+
+`write_zoo` translates the whole test set with each model's export (greedy and beam 4,
+one thread, no vocabulary map), scores it with sacrebleu, takes the speeds the benchmark
+measured (`ROOT/bench/results.jsonl`) and writes
+
+    ZOO/zoo.md, zoo.json            the table, with signatures, hardware and settings
+    ZOO/translations/NAME.beamK.TGT the test-set translations, line-aligned with the source
+    ZOO/configs/NAME.yaml           the run config each model was trained with
+
+so that a reader can check every number without the weights. `write_release` copies one
+model's export into a release folder with a model card (README.md) built from its zoo row.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nmt.bench import machine
+from nmt.bench.records import latest, read_records
+from nmt.data import read_parallel
+from nmt.fileio import atomic_write_text
+from nmt.scoring import score
+from nmt.translate import load
+
+BEAMS = (1, 4)
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A trained model of the pipeline: its run folder, its export and what it learnt from."""
+
+    name: str
+    run_dir: Path
+    export_dir: Path
+    data: str  # "original" (the teacher), "distilled", "mix"
+    bench_name: str  # the export's model name in the benchmark records
+    pytorch_bench_name: str = ""  # the run folder's, when the benchmark measured PyTorch
+
+
+def write_zoo(
+    models: list[ZooModel],
+    src: Path,
+    ref: Path,
+    out_dir: Path,
+    bench_results: Path | None = None,
+    tgt_lang: str = "de",
+) -> dict[str, Any]:
+    """Translate, score, tabulate; returns what zoo.json holds."""
+    sources, references = read_parallel(src, ref)
+    records = _bench_records(bench_results)
+    rows = []
+    for model in models:
+        row = _describe(model)
+        translator = load(model.export_dir, threads=1)
+        for beam in BEAMS:
+            hyps = translator.translate(sources, beam_size=beam, use_vmap=False)
+            path = out_dir / "translations" / f"{model.name}.beam{beam}.{tgt_lang}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, "".join(h + "\n" for h in hyps))
+            row[f"beam{beam}"] = {**score(hyps, references).as_dict(), "file": str(path)}
+            row[f"beam{beam}"]["speed"] = _speed(records, model.bench_name, beam)
+            if model.pytorch_bench_name:
+                row[f"beam{beam}"]["pytorch_speed"] = _speed(
+                    records, model.pytorch_bench_name, beam
+                )
+        config = out_dir / "configs" / f"{model.name}.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model.run_dir / "config.yaml", config)
+        rows.append(row)
+    zoo = {
+        "test_set": {"src": str(src), "ref": str(ref), "sentences": len(sources)},
+        "hardware": machine.hardware("cpu"),
+        "versions": machine.versions(),
+        "models": rows,
+    }
+    atomic_write_text(out_dir / "zoo.json", json.dumps(zoo, indent=2) + "\n")
+    atomic_write_text(out_dir / "zoo.md", markdown(zoo))
+    return zoo
+
+
+def _describe(model: ZooModel) -> dict[str, Any]:
+    config = json.loads(json.dumps(_yaml(model.run_dir / "config.yaml")))
+    summary = json.loads((model.run_dir / "summary.json").read_text(encoding="utf-8"))
+    m = config["model"]
+    size = sum(f.stat().st_size for f in model.export_dir.iterdir() if f.is_file())
+    export_info = json.loads((model.export_dir / "nmt_export.json").read_text(encoding="utf-8"))
+    return {
+        "name": model.name,
+        "data": model.data,
+        "layers": f"{m['enc_layers']}-{m['dec_layers']}",
+        "d_model": m["d_model"],
+        "ffn": m["ffn"],
+        "heads": m["heads"],
+        "parameters": summary["parameters"],
+        "export": str(model.export_dir),
+        "quantization": export_info.get("quantization"),
+        "export_mb": round(size / 1e6, 2),
+        "training": {
+            "steps": summary["steps"],
+            "minutes": round(summary["wall_time_s"] / 60, 1),
+            "tgt_tokens_per_s": summary["mean_tgt_tokens_per_s"],
+            "stop_reason": summary["stop_reason"],
+            "precision": summary["precision"],
+            "threads": summary["threads"],
+        },
+    }
+
+
+def _yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _bench_records(path: Path | None) -> list[dict[str, Any]]:
+    if path is None or not path.is_file():
+        return []
+    return [r for r in latest(read_records(path)).values() if r.get("status") == "ok"]
+
+
+def _speed(records: list[dict[str, Any]], model: str, beam: int) -> dict[str, Any] | None:
+    """Target tokens/s of the model's one-thread cell at this beam, without the vocabulary
+    map when that was measured, else with it (None: not measured), with its settings."""
+    cells = [
+        r
+        for r in records
+        if r["cell"]["model"] == model
+        and r["cell"]["beam_size"] == beam
+        and r["cell"]["threads"] == 1
+        and r["cell"].get("translators", 1) == 1
+    ]
+    if not cells:
+        return None
+    r = min(cells, key=lambda r: bool(r["cell"].get("use_vmap")))
+    c = r["cell"]
+    return {
+        "tgt_tokens_per_s": r["throughput"]["target_tokens_per_s"]["median"],
+        "words_per_s": r["throughput"]["words_per_s"]["median"],
+        "spread": r["throughput"]["words_per_s"]["spread"],
+        "batch_size": c["batch_size"],
+        "threads": c["threads"],
+        "use_vmap": bool(c.get("use_vmap")),
+        "compute_type": r["model"]["compute_type"],
+        "sentences": r["throughput"]["sentences"],
+    }
+
+
+def markdown(zoo: dict[str, Any]) -> str:
+    rows = zoo["models"]
+    teacher = rows[0]
+    sig = rows[0]["beam1"]
+    hw = zoo["hardware"]
+
+    def tok_s(speed: dict[str, Any] | None) -> str:
+        if not speed:
+            return "-"
+        return f"{speed['tgt_tokens_per_s']:,.0f}" + (" (vmap)" if speed["use_vmap"] else "")
+
+    lines = [
+        "# Model zoo",
+        "",
+        f"Test set: `{zoo['test_set']['src']}` ({zoo['test_set']['sentences']} sentences), "
+        "whole set, translated by each model's CTranslate2 export, one thread, no vocabulary "
+        f"map. BLEU signature `{sig['bleu_signature']}`, chrF `{sig['chrf_signature']}`.",
+        f"Speed: target tokens/s measured by nmt-bench (median of the repeats, 1 thread, "
+        f"batch of 32 sentences, the int8 export without its vocabulary map unless marked) on "
+        f"{hw.get('cpu')}, {hw.get('cpus')} CPUs; '-': not measured.",
+        "",
+        "| model | learnt from | layers | d_model | FFN | parameters | x teacher | export MB "
+        "| greedy BLEU / chrF2 | beam 4 BLEU / chrF2 | tok/s greedy | tok/s beam 4 | training |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r["training"]
+        lines.append(
+            f"| {r['name']} | {r['data']} | {r['layers']} | {r['d_model']} | {r['ffn']} | "
+            f"{r['parameters'] / 1e6:.1f}M | {r['parameters'] / teacher['parameters']:.2f} | "
+            f"{r['export_mb']:.1f} ({r['quantization']}) | "
+            f"{r['beam1']['bleu']:.2f} / {r['beam1']['chrf']:.2f} | "
+            f"{r['beam4']['bleu']:.2f} / {r['beam4']['chrf']:.2f} | "
+            f"{tok_s(r['beam1']['speed'])} | {tok_s(r['beam4']['speed'])} | "
+            f"{t['steps']} steps, {t['minutes']} min, {t['precision']} |"
+        )
+    pytorch = teacher["beam4"].get("pytorch_speed")
+    if pytorch:
+        lines += [
+            "",
+            f"The teacher in PyTorch float32, beam 4, 1 thread, batch 32: "
+            f"{pytorch['tgt_tokens_per_s']:,.0f} target tokens/s. Each model's greedy int8 "
+            "throughput against it:",
+            "",
+        ]
+        for r in rows:
+            speed = r["beam1"]["speed"]
+            if speed:
+                ratio = speed["tgt_tokens_per_s"] / pytorch["tgt_tokens_per_s"]
+                lines.append(f"- {r['name']}: {ratio:.1f}x")
+    lines += [
+        "",
+        "Translations: `translations/NAME.beam{1,4}.*`; run configs: `configs/NAME.yaml`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_release(zoo: dict[str, Any], name: str, out_dir: Path, notes: str = "") -> Path:
+    """Copy model `name`'s export (CTranslate2 model, SentencePiece model, provenance) to
+    `out_dir` and write its model card; returns the card's path."""
+    rows = {r["name"]: r for r in zoo["models"]}
+    if name not in rows:
+        raise ValueError(f"release: no model {name!r} in the zoo (models: {', '.join(rows)})")
+    row, teacher = rows[name], zoo["models"][0]
+    export = Path(row["export"])
+    staging = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(export, staging)
+    (staging / "README.md").write_text(model_card(zoo, row, teacher, out_dir, notes))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return out_dir / "README.md"
+
+
+def model_card(
+    zoo: dict[str, Any], row: dict[str, Any], teacher: dict[str, Any], out_dir: Path, notes: str
+) -> str:
+    t, hw, v = row["training"], zoo["hardware"], zoo["versions"]
+    info = json.loads((Path(row["export"]) / "nmt_export.json").read_text(encoding="utf-8"))
+    greedy, beam4 = row["beam1"], row["beam4"]
+    rows = int(info["position_table_rows"])
+    speed = greedy.get("speed")
+    teacher_pt = teacher["beam4"].get("pytorch_speed")
+    lines = [
+        f"# {out_dir.name}: English -> German, {row['layers']} layers, d_model {row['d_model']}",
+        "",
+        f"A compact Transformer ({row['layers']} encoder-decoder layers, d_model {row['d_model']}, "
+        f"FFN {row['ffn']}, {row['heads']} heads, {row['parameters']:,} parameters, "
+        f"{row['parameters'] / teacher['parameters']:.2f}x the teacher's) exported to "
+        f"CTranslate2 {row['quantization']} ({row['export_mb']:.1f} MB with its SentencePiece "
+        "model). Trained by nmt (`nmt-pipeline`) on Multi30k English->German image captions: "
+        f"learnt from **{row['data']}** data"
+        + (
+            f" (the teacher `{teacher['name']}`'s beam-search translations of the training set)."
+            if row["data"] != "original"
+            else "."
+        ),
+        "",
+        "## Scores",
+        "",
+        f"Test set `{zoo['test_set']['src']}` ({zoo['test_set']['sentences']} sentences), "
+        "this int8 export, one thread, no vocabulary map:",
+        "",
+        "| decoding | BLEU | chrF2 |",
+        "|---|---|---|",
+        f"| greedy | {greedy['bleu']:.2f} | {greedy['chrf']:.2f} |",
+        f"| beam 4 | {beam4['bleu']:.2f} | {beam4['chrf']:.2f} |",
+        f"| teacher `{teacher['name']}`, beam 4 | {teacher['beam4']['bleu']:.2f} | "
+        f"{teacher['beam4']['chrf']:.2f} |",
+        "",
+        f"BLEU `{greedy['bleu_signature']}`; chrF `{greedy['chrf_signature']}`.",
+        "",
+        "## Speed",
+        "",
+    ]
+    if speed:
+        lines.append(
+            f"Greedy over {speed['sentences']} test sentences in batches of "
+            f"{speed['batch_size']}, {speed['threads']} thread, "
+            f"compute type {speed['compute_type']}"
+            f"{', vocabulary map on' if speed['use_vmap'] else ''}: "
+            f"{speed['tgt_tokens_per_s']:,.0f} target "
+            f"tokens/s ({speed['words_per_s']:,.0f} words/s; spread over the repeats "
+            f"{speed['spread']:.0%}) on {hw.get('cpu')} ({hw.get('cpus')} CPUs), "
+            f"CTranslate2 {v.get('ctranslate2')}."
+        )
+        if teacher_pt:
+            ratio = speed["tgt_tokens_per_s"] / teacher_pt["tgt_tokens_per_s"]
+            lines.append(
+                f"The teacher in PyTorch float32 (beam 4, same batch and threads, same "
+                f"benchmark run): {teacher_pt['tgt_tokens_per_s']:,.0f} target tokens/s, "
+                f"so this model is **{ratio:.1f}x** faster."
+            )
+    else:
+        lines.append("Not measured.")
+    lines += [
+        "",
+        "## Use",
+        "",
+        "With plain CTranslate2 and SentencePiece (the model appends the end-of-sentence "
+        f"token itself; outputs longer than {rows - 1} tokens would leave its position table):",
+        "",
+        "```python",
+        "import ctranslate2",
+        "import sentencepiece as spm",
+        "",
+        f'sp = spm.SentencePieceProcessor(model_file="{out_dir}/spm.model")',
+        f'translator = ctranslate2.Translator("{out_dir}", device="cpu", intra_threads=1)',
+        'pieces = sp.encode(["A man rides a bike down the street."], out_type=str)',
+        "results = translator.translate_batch(",
+        f"    pieces, beam_size=1, max_decoding_length={min(rows - 1, 256)}",
+        ")",
+        "print(sp.decode(results[0].hypotheses[0]))",
+        "```",
+        "",
+        "With nmt (same decoding rules as every nmt backend):",
+        "",
+        "```",
+        f"echo 'A man rides a bike down the street.' | nmt-translate -m {out_dir} --beam 1",
+        "```",
+        "",
+        "## Training",
+        "",
+        f"- {t['steps']} steps, {t['minutes']} min wall clock, {t['precision']}, "
+        f"{t['threads']} threads, {t['tgt_tokens_per_s']:,.0f} target tokens/s "
+        f"(stopped: {t['stop_reason']}); model config and provenance: `nmt_export.json` "
+        "beside this card.",
+        f"- Export: nmt {info.get('nmt_version')}, CTranslate2 {info.get('ctranslate2_version')}, "
+        f"{info.get('quantization')}, from `{info.get('source_checkpoint')}`.",
+    ]
+    if notes:
+        lines += ["", notes]
+    lines.append("")
+    return "\n".join(lines)
