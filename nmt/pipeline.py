@@ -29,6 +29,7 @@ distillation from its chunk files, export per model, benchmarking per cell.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -79,6 +80,31 @@ class ExportStage:
     quantization: str = "int8"  # CTranslate2 weight type of the exports
     vmap: bool = True  # ship a vocabulary map built from each model's training data
     teacher: bool = True  # export (and benchmark) the teacher as well
+    student_extras: tuple[str, ...] = ()  # more exports of each student, also benchmarked:
+    # "QUANTIZATION" (CTranslate2) or "onnx:QUANTIZATION" -> exports/NAME-float32, NAME-onnx-int8
+
+    def __post_init__(self) -> None:
+        from nmt.export import EXPORTERS, QUANTIZATIONS
+
+        for i, extra in enumerate(self.student_extras):
+            fmt, quantization = parse_extra(extra)
+            _check(
+                fmt in EXPORTERS and quantization in QUANTIZATIONS,
+                f"student_extras[{i}]",
+                f"{extra!r}: want QUANTIZATION or FORMAT:QUANTIZATION "
+                f"(formats {', '.join(EXPORTERS)})",
+            )
+
+
+def parse_extra(extra: str) -> tuple[str, str]:
+    """ "onnx:int8" -> ("onnx", "int8"); "float32" -> ("ct2", "float32")."""
+    fmt, _, quantization = extra.rpartition(":")
+    return fmt or "ct2", quantization
+
+
+def extra_export_name(name: str, extra: str) -> str:
+    fmt, quantization = parse_extra(extra)
+    return f"{name}-{quantization}" if fmt == "ct2" else f"{name}-{fmt}-{quantization}"
 
 
 @dataclass(frozen=True)
@@ -247,7 +273,8 @@ def plan(c: PipelineConfig) -> list[Stage]:
         stages.append(Stage(name, _json(run.to_dict()), lambda run=run: train_stage(run)))
     models = ({c.teacher.name: teacher} if c.export.teacher else {}) | students
     export_spec = _json({**asdict(c.export), "models": list(models)})
-    stages.append(Stage("export", export_spec, lambda: export_stage(root, models, c.export)))
+    export = functools.partial(export_stage, root, models, c.export, tuple(students))
+    stages.append(Stage("export", export_spec, export))
     if c.bench.enabled:
         bench_spec = _json({**asdict(c.bench), "models": list(models)})
         stages.append(Stage("bench", bench_spec, lambda: bench_stage(c, teacher, models)))
@@ -335,7 +362,9 @@ def distill_stage(c: PipelineConfig, teacher: RunConfig) -> dict[str, Any]:
     return {k: v for k, v in result.stats.items() if k not in ("examples", "hardware")}
 
 
-def export_stage(root: Path, models: dict[str, RunConfig], e: ExportStage) -> dict[str, Any]:
+def export_stage(
+    root: Path, models: dict[str, RunConfig], e: ExportStage, students: tuple[str, ...]
+) -> dict[str, Any]:
     """Export each model; a vocabulary map from its training corpus when nmt.vmap exists."""
     builder = _vmap_builder() if e.vmap else None
     if e.vmap and builder is None:
@@ -348,17 +377,27 @@ def export_stage(root: Path, models: dict[str, RunConfig], e: ExportStage) -> di
             vmap = root / "exports" / f"{name}.vmap.txt"
             builder(run, vmap)
         exports[name] = str(_export_once(Path(run.run_dir), out, e.quantization, vmap))
+        if name in students:
+            for extra in e.student_extras:
+                fmt, quantization = parse_extra(extra)
+                out = root / "exports" / extra_export_name(name, extra)
+                exports[out.name] = str(
+                    _export_once(Path(run.run_dir), out, quantization, None, fmt)
+                )
     return {"exports": exports}
 
 
-def _export_once(run_dir: Path, out: Path, quantization: str, vmap: Path | None) -> Path:
+def _export_once(
+    run_dir: Path, out: Path, quantization: str, vmap: Path | None, fmt: str = "ct2"
+) -> Path:
     from nmt.backends.ct2 import is_ct2_export
+    from nmt.backends.onnx import is_onnx_export
     from nmt.export import export
 
-    if is_ct2_export(out):  # exports are atomic: an existing one is complete
+    if (is_ct2_export if fmt == "ct2" else is_onnx_export)(out):  # atomic: complete
         log.info("%s: already exported", out)
         return out
-    return export(run_dir, out, format="ct2", quantization=quantization, vmap=vmap)
+    return export(run_dir, out, format=fmt, quantization=quantization, vmap=vmap)
 
 
 def _vmap_builder() -> Callable[[RunConfig, Path], None] | None:
@@ -397,6 +436,14 @@ def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConf
         if b.use_vmap and (export_dir / "vmap.txt").is_file():
             entry["use_vmap"] = list(b.use_vmap)
         entries.append(entry)
+        if name != c.teacher.name:
+            for extra in c.export.student_extras:
+                fmt, quantization = parse_extra(extra)
+                path = root / "exports" / extra_export_name(name, extra)
+                extra_entry: dict[str, Any] = {"name": path.name, "path": str(path)}
+                if fmt == "ct2":
+                    extra_entry["compute_types"] = [quantization]
+                entries.append(extra_entry)
         if name in b.pytorch:
             entries.append({"name": f"{name}-pt", "path": run.run_dir})
     d = teacher.data

@@ -133,7 +133,11 @@ def tiny_pipeline(root: Path, bench: bool) -> Path:
         "teacher_export": "float32",
         "distill": {"beam_size": 2, "chunk_lines": 20, "batch_tokens": 64},
         "students": [{"name": "student", "config": str(root / "student.yaml")}],
-        "export": {"quantization": "int8", "teacher": True},
+        "export": {
+            "quantization": "int8",
+            "teacher": True,
+            "student_extras": ["float32", "onnx:int8"],
+        },
         "release": {"dir": str(root / "release" / "toy-student"), "max_mb": 5},
         "bench": {
             "enabled": bench,
@@ -182,7 +186,9 @@ def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
     records = [
         json.loads(line) for line in (out / "bench" / "results.jsonl").read_text().splitlines()
     ]
-    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
+    measured = sorted(r["cell"]["model"] for r in records)
+    assert measured == ["student-float32", "student-int8", "student-onnx-int8", "teacher-int8"]
+    assert {r["status"] for r in records} == {"ok"}
     assert (out / "bench" / "report.md").is_file()
 
     zoo = json.loads((out / "zoo" / "zoo.json").read_text())
