@@ -62,9 +62,17 @@ TOY_PAIRS = [
 @pytest.fixture
 def toy_corpus(tmp_path: Path) -> Path:
     """A folder with train/val files (en, de) of the toy pairs, repeated."""
-    folder = tmp_path / "toy"
-    folder.mkdir()
-    for split, reps in (("train", 8), ("val", 1)):
-        (folder / f"{split}.en").write_text("".join(f"{s}\n" for s, _ in TOY_PAIRS) * reps)
-        (folder / f"{split}.de").write_text("".join(f"{t}\n" for _, t in TOY_PAIRS) * reps)
-    return folder
+    from .toys import write_toy_corpus
+
+    return write_toy_corpus(tmp_path / "toy")
+
+
+@pytest.fixture(scope="session")
+def toy_tokenizer(tmp_path_factory):
+    """A 60-piece SentencePiece model of the toy pairs."""
+    from nmt.config import TokenizerConfig
+    from nmt.tokenizer import train_tokenizer
+
+    path = tmp_path_factory.mktemp("spm") / "spm.model"
+    texts = [*(s for s, _ in TOY_PAIRS), *(t for _, t in TOY_PAIRS)] * 4
+    return train_tokenizer(texts, TokenizerConfig(vocab_size=60, byte_fallback=False), path)

@@ -12,12 +12,8 @@ straight from CTranslate2's rules (decoding.cc); CTranslate2 matches it exactly,
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import json
-import math
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +27,7 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 from nmt.backends.ct2 import CT2Translator, is_ct2_export, load_ct2  # noqa: E402
 from nmt.batching import pad_sources  # noqa: E402
 from nmt.checkpoint import load_checkpoint  # noqa: E402
-from nmt.config import ModelConfig, TokenizerConfig  # noqa: E402
+from nmt.config import ModelConfig  # noqa: E402
 from nmt.export import ct2 as export_module  # noqa: E402
 from nmt.export.ct2 import (  # noqa: E402
     TOKENIZER_FILE,
@@ -41,44 +37,24 @@ from nmt.export.ct2 import (  # noqa: E402
 )
 from nmt.model import BOS, EOS, PAD, Transformer  # noqa: E402
 from nmt.search import SearchOptions, greedy_search  # noqa: E402
-from nmt.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
 from nmt.train import train  # noqa: E402
 from nmt.translate import find_checkpoint, load  # noqa: E402
 
-from .conftest import TOY_PAIRS  # noqa: E402
 from .test_train import toy_config  # noqa: E402
-
-SOURCES = [s for s, _ in TOY_PAIRS]
-TARGETS = [t for _, t in TOY_PAIRS]
+from .toys import (  # noqa: E402
+    SOURCES,
+    TARGETS,
+    fraction_equal,
+    many_inputs,
+    plain_inputs,
+    random_state,
+    write_toy_corpus,
+)
 
 VARIANTS = {
     "prenorm-relu": [],
     "postnorm-gelu": ["model.pre_norm=false", "model.activation=gelu", "model.layer_norm_eps=1e-5"],
 }
-
-
-WORDS = sorted({w for s in SOURCES for w in s.split()})
-
-
-def plain_inputs() -> list[str]:
-    """The training sources, pairs of them and random word salad."""
-    rng = random.Random(0)
-    salad = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(60)]
-    pairs = [f"{a} {b}" for a, b in itertools.permutations(SOURCES[:5], 2)]
-    return [*SOURCES, *pairs, *salad]
-
-
-def many_inputs() -> list[str]:
-    """`plain_inputs`, plus blank lines and a line longer than the model accepts."""
-    return [*plain_inputs(), "", "   ", " ".join(WORDS * 4)]
-
-
-def write_toy_corpus(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    for split, reps in (("train", 8), ("val", 1)):
-        (folder / f"{split}.en").write_text("".join(f"{s}\n" for s in SOURCES) * reps)
-        (folder / f"{split}.de").write_text("".join(f"{t}\n" for t in TARGETS) * reps)
-    return folder
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -102,52 +78,6 @@ def trained(request, tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="module")
-def toy_tokenizer(tmp_path_factory) -> Tokenizer:
-    path = tmp_path_factory.mktemp("spm") / "spm.model"
-    config = TokenizerConfig(vocab_size=60, byte_fallback=False)
-    return train_tokenizer([*SOURCES, *TARGETS] * 4, config, path)
-
-
-def random_state(tokenizer: Tokenizer, seed: int = 0, **changes) -> dict:
-    """A checkpoint of a randomly initialised model with untied embeddings (the trained
-    models are tied), weights spread wider than the default init and random norms and
-    biases, so that outputs depend on the input rather than repeat one token."""
-    fields = dict(
-        vocab_size=tokenizer.vocab_size,
-        d_model=32,
-        heads=4,
-        ffn=64,
-        enc_layers=2,
-        dec_layers=2,
-        dropout=0.0,
-        attn_dropout=0.0,
-        max_positions=64,
-        tie_embeddings=False,
-    )
-    config = ModelConfig(**{**fields, **changes})
-    torch.manual_seed(seed)
-    model = Transformer(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.3 * torch.randn_like(p))
-            elif name.endswith("embed.weight"):
-                p.normal_(0.0, 0.5)
-                p[PAD] = 0.0
-            else:
-                p.normal_(0.0, 2.0 / math.sqrt(p.shape[1]))
-    return {
-        "format_version": 1,
-        "model": model.state_dict(),
-        "model_config": dataclasses.asdict(config),
-        "tokenizer_model": tokenizer.model_proto,
-        "tokenizer_sha256": tokenizer.sha256(),
-    }
-
-
 def ct2_translate_ids(translator, tokenizer, sources, **options) -> list[list[int]]:
     """Decode id sequences (without EOS) with a raw `ctranslate2.Translator`."""
     sp = tokenizer.sp
@@ -158,10 +88,6 @@ def ct2_translate_ids(translator, tokenizer, sources, **options) -> list[list[in
         **options,
     )
     return [[sp.piece_to_id(p) for p in r.hypotheses[0]] for r in results]
-
-
-def fraction_equal(a: list[str], b: list[str]) -> float:
-    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
 
 @torch.inference_mode()

@@ -7,10 +7,7 @@ compared token for token on random id sequences, up to the full position table.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import math
-import random
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,7 +27,7 @@ from nmt.backends.onnx import (  # noqa: E402
     pad_sources,
 )
 from nmt.checkpoint import load_checkpoint  # noqa: E402
-from nmt.config import ModelConfig, TokenizerConfig  # noqa: E402
+from nmt.config import ModelConfig  # noqa: E402
 from nmt.export.onnx import (  # noqa: E402
     DECODER_FILE,
     ENCODER_FILE,
@@ -42,35 +39,19 @@ from nmt.export.onnx import (  # noqa: E402
     read_export_info,
 )
 from nmt.fileio import file_sha256  # noqa: E402
-from nmt.model import EOS, PAD, Transformer  # noqa: E402
+from nmt.model import EOS, Transformer  # noqa: E402
 from nmt.search import SearchOptions, _length_limits, search  # noqa: E402
-from nmt.tokenizer import Tokenizer, train_tokenizer  # noqa: E402
 from nmt.train import train  # noqa: E402
 from nmt.translate import find_checkpoint, load  # noqa: E402
 
-from .conftest import TOY_PAIRS  # noqa: E402
 from .test_train import toy_config  # noqa: E402
-
-SOURCES = [s for s, _ in TOY_PAIRS]
-TARGETS = [t for _, t in TOY_PAIRS]
-WORDS = sorted({w for s in SOURCES for w in s.split()})
-
-
-def plain_inputs() -> list[str]:
-    """The training sources, pairs of them and random word salad."""
-    rng = random.Random(0)
-    salad = [" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(60)]
-    pairs = [f"{a} {b}" for a, b in itertools.permutations(SOURCES[:5], 2)]
-    return [*SOURCES, *pairs, *salad]
-
-
-def many_inputs() -> list[str]:
-    """`plain_inputs`, plus blank lines and a line longer than the model accepts."""
-    return [*plain_inputs(), "", "   ", " ".join(WORDS * 4)]
-
-
-def fraction_equal(a: list[str], b: list[str]) -> float:
-    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+from .toys import (  # noqa: E402
+    SOURCES,
+    TARGETS,
+    fraction_equal,
+    many_inputs,
+    random_state,
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,52 +76,6 @@ def trained(tmp_path_factory):
         fp32=OnnxTranslator(root / "fp32", threads=1),
         int8=OnnxTranslator(root / "int8", threads=1),
     )
-
-
-@pytest.fixture(scope="module")
-def toy_tokenizer(tmp_path_factory) -> Tokenizer:
-    path = tmp_path_factory.mktemp("spm") / "spm.model"
-    config = TokenizerConfig(vocab_size=60, byte_fallback=False)
-    return train_tokenizer([*SOURCES, *TARGETS] * 4, config, path)
-
-
-def random_state(tokenizer: Tokenizer, **changes) -> dict:
-    """A checkpoint of a random model with untied embeddings (the trained one is tied),
-    weights spread wider than the default init and random norms and biases, so that
-    outputs depend on the input rather than repeat one token."""
-    fields = dict(
-        vocab_size=tokenizer.vocab_size,
-        d_model=32,
-        heads=4,
-        ffn=64,
-        enc_layers=2,
-        dec_layers=2,
-        dropout=0.0,
-        attn_dropout=0.0,
-        max_positions=64,
-        tie_embeddings=False,
-    )
-    config = ModelConfig(**{**fields, **changes})
-    torch.manual_seed(0)
-    model = Transformer(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.3 * torch.randn_like(p))
-            elif name.endswith("bias"):
-                p.copy_(0.3 * torch.randn_like(p))
-            elif name.endswith("embed.weight"):
-                p.normal_(0.0, 0.5)
-                p[PAD] = 0.0
-            else:
-                p.normal_(0.0, 2.0 / math.sqrt(p.shape[1]))
-    return {
-        "format_version": 1,
-        "model": model.state_dict(),
-        "model_config": dataclasses.asdict(config),
-        "tokenizer_model": tokenizer.model_proto,
-        "tokenizer_sha256": tokenizer.sha256(),
-    }
 
 
 # --- equivalence -----------------------------------------------------------------------
