@@ -510,7 +510,7 @@ def zoo_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConfig
 
 
 def release_stage(c: PipelineConfig) -> dict:
-    from nmt.zoo import write_release
+    from nmt.zoo import distillation_notes, write_release
 
     zoo = json.loads((Path(c.root) / "zoo" / "zoo.json").read_text(encoding="utf-8"))
     students = [m for m in zoo["models"] if m["name"] != c.teacher.name]
@@ -520,7 +520,13 @@ def release_stage(c: PipelineConfig) -> dict:
         raise PipelineError(
             f"release: {name}'s export is {size:.1f} MB, above release.max_mb {c.release.max_mb}"
         )
-    card = write_release(zoo, name, Path(c.release.dir))
+    data = next(s.data for s in c.students if s.name == name)
+    stats = Path(c.root) / "distilled" / "stats.json"
+    notes = ""
+    if data != "original" and stats.is_file():
+        distilled = json.loads(stats.read_text(encoding="utf-8"))
+        notes = distillation_notes(distilled, c.teacher.name, data)
+    card = write_release(zoo, name, Path(c.release.dir), notes)
     return {"model": name, "dir": c.release.dir, "card": str(card), "export_mb": size}
 
 

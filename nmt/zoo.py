@@ -226,6 +226,31 @@ def write_release(zoo: dict[str, Any], name: str, out_dir: Path, notes: str = ""
     return out_dir / "README.md"
 
 
+def distillation_notes(stats: dict[str, Any], teacher: str, data: str) -> str:
+    """The model card's distillation section, from nmt-distill's stats.json; `data` is what
+    the student learnt from: "distilled" or "mix" (original + distilled pairs)."""
+    s = stats["settings"]
+    filtered = ", ".join(f"{n:,} {name}" for name, n in stats["filtered"].items() if n) or "none"
+    return "\n".join(
+        [
+            "## Distillation",
+            "",
+            f"- Teacher `{teacher}` ({s['backend']} backend, compute type {s['compute_type']}, "
+            f"beam {s['beam_size']}, length penalty {s['length_penalty']}, at most "
+            f"{s['max_len_a']} x source length + {s['max_len_b']} tokens) translated the "
+            f"{stats['lines']:,} training sentences in {stats['translate_seconds']:.0f} s "
+            f"({s['workers']} workers of {s['threads']} thread).",
+            f"- Kept {stats['kept']:,} pairs; dropped: {filtered} (filters: "
+            + ", ".join(f"{k} {v}" for k, v in stats["filters"].items())
+            + ").",
+            "- The student learnt from the kept pairs alone (the teacher's translations as "
+            "targets)."
+            if data == "distilled"
+            else "- The student learnt from the original pairs and the kept pairs together.",
+        ]
+    )
+
+
 def model_card(
     zoo: dict[str, Any], row: dict[str, Any], teacher: dict[str, Any], out_dir: Path, notes: str
 ) -> str:

@@ -205,6 +205,8 @@ def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
     release = tmp_path / "release" / "toy-student"
     card = (release / "README.md").read_text()
     assert f"{student['beam1']['bleu']:.2f}" in card and "nrefs:1" in card
+    distilled = json.loads((out / "distilled" / "stats.json").read_text())
+    assert "## Distillation" in card and f"Kept {distilled['kept']:,} pairs" in card
     import ctranslate2
     import sentencepiece as spm
 
