@@ -26,7 +26,6 @@ What makes the exported model see exactly what `nmt.model.Transformer` sees:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -46,6 +45,7 @@ from torch import Tensor, nn
 
 from nmt import __version__
 from nmt.checkpoint import model_from_checkpoint
+from nmt.fileio import file_sha256
 from nmt.model import BOS, EOS, PAD, UNK, Transformer, sinusoidal_positions
 from nmt.tokenizer import Tokenizer
 
@@ -180,7 +180,6 @@ def export_info(
     checkpoint_path: str | Path | None,
 ) -> dict[str, Any]:
     """The provenance written to `nmt_export.json`."""
-    sp = tokenizer.sp
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -193,20 +192,26 @@ def export_info(
         "quantization": quantization,
         "model_config": dict(state["model_config"]),
         "num_parameters": model.num_parameters(),
-        "tokenizer": {
-            "file": TOKENIZER_FILE,
-            "sha256": tokenizer.sha256(),
-            "vocab_size": tokenizer.vocab_size,
-            "special_pieces": {
-                name: sp.id_to_piece(i)
-                for name, i in (("pad", PAD), ("unk", UNK), ("bos", BOS), ("eos", EOS))
-            },
-        },
+        "tokenizer": tokenizer_info(tokenizer),
         "vocabulary_map": None
         if vmap is None
-        else {"file": "vmap.txt", "source": str(vmap), "sha256": _sha256(Path(vmap))},
+        else {"file": "vmap.txt", "source": str(vmap), "sha256": file_sha256(vmap)},
         "source_eos": "appended by CTranslate2 (config add_source_eos)",
         "position_table_rows": model.config.max_positions,
+    }
+
+
+def tokenizer_info(tokenizer: Tokenizer) -> dict[str, Any]:
+    """The export's tokenizer: its file, checksum, size and special pieces."""
+    sp = tokenizer.sp
+    return {
+        "file": TOKENIZER_FILE,
+        "sha256": tokenizer.sha256(),
+        "vocab_size": tokenizer.vocab_size,
+        "special_pieces": {
+            name: sp.id_to_piece(i)
+            for name, i in (("pad", PAD), ("unk", UNK), ("bos", BOS), ("eos", EOS))
+        },
     }
 
 
@@ -327,7 +332,3 @@ def _set_ffn(spec, ffn, norm: nn.LayerNorm) -> None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -54,6 +54,7 @@ from nmt.export.ct2 import (
     make_workdir,
     read_info,
     recover_interrupted,
+    tokenizer_info,
 )
 from nmt.fileio import file_sha256
 from nmt.model import BOS, EOS, PAD, UNK, Transformer
@@ -242,7 +243,6 @@ def export_info(
     folder: Path,
 ) -> dict[str, Any]:
     """The provenance written to `nmt_export.json`; `folder` holds the finished graphs."""
-    sp = tokenizer.sp
     ckpt = None if checkpoint_path is None else Path(checkpoint_path)
     L = model.config.dec_layers
     return {
@@ -262,15 +262,7 @@ def export_info(
         "quantization": quantization,
         "model_config": dict(state["model_config"]),
         "num_parameters": model.num_parameters(),
-        "tokenizer": {
-            "file": TOKENIZER_FILE,
-            "sha256": tokenizer.sha256(),
-            "vocab_size": tokenizer.vocab_size,
-            "special_pieces": {
-                name: sp.id_to_piece(i)
-                for name, i in (("pad", PAD), ("unk", UNK), ("bos", BOS), ("eos", EOS))
-            },
-        },
+        "tokenizer": tokenizer_info(tokenizer),
         "graphs": {
             name: {
                 "file": file,
