@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -218,6 +220,14 @@ def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
     outputs = [sp.decode(r.hypotheses[0]) for r in results]
     ours = load(release).translate(sources, beam_size=1, max_len_a=0, max_len_b=40)
     assert outputs == ours  # plain CTranslate2 + SentencePiece = nmt-translate, same limit
+
+    evidence = tmp_path / "evidence"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "publish_pipeline.py"
+    subprocess.run([sys.executable, str(script), str(out), str(evidence)], check=True)
+    published = {str(p.relative_to(evidence)) for p in evidence.rglob("*") if p.is_file()}
+    assert {"zoo/zoo.md", "bench/results.jsonl", "distilled/stats.json"} <= published
+    assert {"runs/teacher/summary.json", "runs/student/log.jsonl", "stages/zoo.json"} <= published
+    assert not [p for p in published if p.endswith((".pt", ".bin", ".onnx", ".model"))]
 
     forbid(
         monkeypatch,
