@@ -209,6 +209,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-tokens", type=int, default=4096)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--no-vmap", action="store_true", help="CTranslate2: ignore the export's vocabulary map"
+    )
     args = p.parse_args(argv)
     _setup_logging()
     from nmt.evaluate import evaluate
@@ -223,6 +226,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             max_batch_tokens=args.batch_tokens,
             threads=args.threads,
             device=args.device,
+            use_vmap=not args.no_vmap,
         )
     except _user_errors() as e:
         return _fail(e)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from nmt import __version__
 from nmt.batching import EpochIterator, collate, make_batches
+from nmt.bench.machine import hardware
 from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
 from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
@@ -595,6 +596,7 @@ class Trainer:
             "device": str(self.device),
             "precision": str(self.amp_dtype or "fp32"),
             "threads": torch.get_num_threads(),
+            "hardware": hardware(self.device.type),
             "parameters": self.model.num_parameters(),
             "train_pairs": asdict(self.train_data.stats),
             "best_valid_bleu": s.best_bleu,

@@ -169,7 +169,7 @@ def markdown(zoo: dict[str, Any]) -> str:
         f"map. BLEU signature `{sig['bleu_signature']}`, chrF `{sig['chrf_signature']}`.",
         f"Speed: target tokens/s measured by nmt-bench (median of the repeats, 1 thread, "
         f"batch of 32 sentences, the int8 export without its vocabulary map unless marked) on "
-        f"{hw.get('cpu')}, {hw.get('cpus')} CPUs; '-': not measured.",
+        f"{machine.describe_cpu(hw)}; '-': not measured.",
         "",
         "| model | learnt from | layers | d_model | FFN | parameters | x teacher | export MB "
         "| greedy BLEU / chrF2 | beam 4 BLEU / chrF2 | tok/s greedy | tok/s beam 4 | training |",
@@ -300,7 +300,7 @@ def model_card(
             f"{', vocabulary map on' if speed['use_vmap'] else ''}: "
             f"{speed['tgt_tokens_per_s']:,.0f} target "
             f"tokens/s ({speed['words_per_s']:,.0f} words/s; spread over the repeats "
-            f"{speed['spread']:.0%}) on {hw.get('cpu')} ({hw.get('cpus')} CPUs), "
+            f"{speed['spread']:.0%}) on {machine.describe_cpu(hw)}, "
             f"CTranslate2 {v.get('ctranslate2')}."
         )
         if teacher_pt:

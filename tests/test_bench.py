@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nmt.bench import machine
 from nmt.bench.cell import select_lines, spread
 from nmt.bench.grid import MIN_REPEATS, expand_cells, load_bench_config
 from nmt.bench.pareto import pareto_front
@@ -314,7 +315,7 @@ def fake_record(model, bleu, wps, rss, device="cpu", backend="ctranslate2", **ce
         "latency_ms": {"sentences": 10, "p50": 5.0, "p90": 7.0, "p99": 9.0},
         "memory": {"peak_rss_mb": rss, "rss_after_imports_mb": 200.0},
         "model": {"size_mb": 40.0, "load_s": 0.5, "compute_type": "int8_float32"},
-        "hardware": {"cpu": "Test CPU", "cpus": 2, "cpus_usable": 2},
+        "hardware": {"cpu": "Test CPU", "cpus": 2, "cpus_usable": 2, "cpu_features": ["avx2"]},
         "versions": {"nmt": "0.1.0"},
         "environment": {"OMP_NUM_THREADS": "1"},
         "load_average": [0.5, 0.7],
@@ -367,7 +368,8 @@ def test_report_marks_frontiers_and_compares(tmp_path):
         png = tmp_path / "out" / f"toy-cpu-{kind}.png"
         assert png.read_bytes()[:8] == PNG_MAGIC
         assert f"]({png.name})" in report
-    assert "nrefs:1|case:mixed|eff:no|tok:13a" in report and "Test CPU" in report
+    assert "nrefs:1|case:mixed|eff:no|tok:13a" in report
+    assert "- hardware: cpu Test CPU, cpus 2, cpus_usable 2, cpu_features avx2" in report
     assert "`broken`: exit status 1: ValueError: boom" in report
     compare = report[report.index("## Compared with old.jsonl") :]
     assert "1 cells faster, 1 slower, 1 within noise" in compare
@@ -432,6 +434,7 @@ def test_tiny_benchmark_end_to_end(toy_models, tmp_path):
         assert r["memory"]["peak_rss_mb"] >= r["memory"]["rss_after_load_mb"] > 0
         assert r["model"]["size_mb"] > 0 and r["model"]["load_s"] >= 0
         assert r["hardware"]["cpus"] >= 1 and r["versions"]["torch"] == torch.__version__
+        assert set(r["hardware"]["cpu_features"]) <= set(machine.CPU_FEATURES)
         assert r["environment"]["OMP_NUM_THREADS"] == "1"
     assert {r["model"]["compute_type"] for r in records} == {"float32"}
 

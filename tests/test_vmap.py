@@ -16,6 +16,7 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from nmt.backends.ct2 import CT2Translator  # noqa: E402
 from nmt.checkpoint import load_checkpoint  # noqa: E402
+from nmt.cli import evaluate_main  # noqa: E402
 from nmt.data import CorpusError  # noqa: E402
 from nmt.export.ct2 import export_ct2, read_export_info  # noqa: E402
 from nmt.fileio import file_sha256  # noqa: E402
@@ -334,6 +335,30 @@ def test_map_from_the_training_corpus_keeps_greedy_output(trained, tmp_path):
     bare = CT2Translator(tmp_path / "ct2-empty", threads=1)
     assert bare.translate(SOURCES, beam_size=1, use_vmap=False) == TARGETS
     assert not set(bare.translate(SOURCES, beam_size=1)) & set(TARGETS)
+
+
+def test_evaluate_uses_the_map_unless_told_not_to(trained, tmp_path, capsys):
+    """nmt-evaluate on an export whose map has no rules: garbage with the map, the training
+    targets (BLEU 100) with --no-vmap; scores.json says which."""
+    tok = trained.tokenizer
+    vmap = build_vmap_from_files(
+        trained.corpus / "train.en", trained.corpus / "train.de", tok, top_k=8, frequent=0
+    )
+    write_vmap(VocabMap(vmap.always, {}), tmp_path / "empty.txt")
+    export_ct2(trained.state, tmp_path / "ct2", vmap=tmp_path / "empty.txt")
+    (tmp_path / "src.en").write_text("".join(s + "\n" for s in SOURCES))
+    (tmp_path / "ref.de").write_text("".join(t + "\n" for t in TARGETS))
+    common = ["-m", str(tmp_path / "ct2"), "--src", str(tmp_path / "src.en")]
+    common += ["--ref", str(tmp_path / "ref.de"), "--beam", "1", "--threads", "1"]
+    scores = {}
+    for name, flags in (("map", []), ("nomap", ["--no-vmap"])):
+        assert evaluate_main([*common, "-o", str(tmp_path / name), *flags]) == 0
+        scores[name] = json.loads((tmp_path / name / "scores.json").read_text())
+        hyps = (tmp_path / name / "hyp.txt").read_text().splitlines()
+        assert len(hyps) == len(SOURCES)
+    assert scores["map"]["vocabulary_map"] and not scores["nomap"]["vocabulary_map"]
+    assert scores["nomap"]["bleu"] == 100.0 and scores["map"]["bleu"] < 50
+    assert (tmp_path / "nomap" / "hyp.txt").read_text().splitlines() == TARGETS
 
 
 def test_ctranslate2_only_produces_allowed_pieces(trained, tmp_path):

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from nmt.bench.machine import describe_cpu
 from nmt.bench.pareto import pareto_front
 from nmt.bench.plot import Point, frontier_plot
 from nmt.bench.records import latest, read_records
@@ -238,15 +239,16 @@ def _ms(latency: dict[str, Any], key: str) -> str:
     return f"{latency[key]:.1f}" if key in latency else "-"
 
 
+def _plain(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def _footer(records: list[dict[str, Any]]) -> str:
     hw = records[0]["hardware"]
-    machine = hw.get("gpu") or hw["cpu"]
+    where = describe_cpu(hw) + (f", {hw['gpu']}" if hw.get("gpu") else "")
     threads = sorted({r["cell"]["threads"] for r in records})
     signature = records[0]["quality"]["bleu_signature"]
-    return (
-        f"{machine}, {hw['cpus_usable'] or hw['cpus']} CPUs usable; threads {threads}; "
-        f"nmt {records[0]['versions'].get('nmt')}; BLEU {signature}"
-    )
+    return f"{where}; threads {threads}; nmt {records[0]['versions'].get('nmt')}; BLEU {signature}"
 
 
 def _distinct(values: Iterable[Any]) -> list[Any]:
@@ -262,7 +264,7 @@ def _machine_section(ok: list[dict[str, Any]]) -> list[str]:
         return []
     lines = ["## Hardware, versions, signatures", ""]
     for hw in _distinct(r["hardware"] for r in ok):
-        lines.append("- hardware: " + ", ".join(f"{k} {v}" for k, v in hw.items()))
+        lines.append("- hardware: " + ", ".join(f"{k} {_plain(v)}" for k, v in hw.items()))
     for v in _distinct(r["versions"] for r in ok):
         lines.append("- versions: " + ", ".join(f"{k} {x}" for k, x in v.items() if x))
     for env in _distinct(r["environment"] for r in ok):
