@@ -13,27 +13,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import shutil
-import subprocess
 from pathlib import Path
 
 import torch
 
+from nmt.bench.machine import describe_cpu, hardware
 from nmt.config import load_run_config
 from nmt.evaluate import evaluate
 from nmt.train import resolve_split
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or platform.machine()
 
 
 def pick_model(run_dir: Path, summary: dict) -> tuple[Path, float]:
@@ -87,7 +75,8 @@ def main() -> None:
     for name in ("config.yaml", "summary.json", "log.jsonl"):
         shutil.copyfile(run_dir / name, out / name)
 
-    hardware = f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    cpu = describe_cpu(hardware("cpu"))
+    machine = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     b4, b1 = results["beam4"], results["beam1"]
     lines = [
         f"# {out.name}: training run and test scores",
@@ -108,7 +97,7 @@ def main() -> None:
         "",
         f"BLEU signature: `{b4['bleu_signature']}`  ",
         f"chrF signature: `{b4['chrf_signature']}`  ",
-        f"Hardware: {hardware}; batch {b4['max_batch_tokens']} source tokens, PyTorch backend.",
+        f"Hardware: {machine}; batch {b4['max_batch_tokens']} source tokens, PyTorch backend.",
         "",
         "## Dev curve (validation during training)",
         "",
