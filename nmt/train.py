@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from nmt import __version__
 from nmt.batching import EpochIterator, collate, make_batches
-from nmt.bench.machine import hardware
+from nmt.bench.machine import describe_cpu, hardware
 from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
 from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
@@ -504,12 +504,15 @@ class Trainer:
     def _run(self, signals: list[int]) -> dict[str, Any]:
         c, s = self.config.train, self.state
         log.info(
-            "model: %s parameters, device %s, precision %s, threads %d",
+            "model: %s parameters, device %s, precision %s, threads %d, %s",
             f"{self.model.num_parameters():,}",
             self.device,
             self.amp_dtype or "fp32",
             torch.get_num_threads(),
+            describe_cpu(hardware("cpu")) if self.device.type == "cpu" else "",
         )
+        if self.device.type == "cpu" and c.precision == "auto" and self.amp_dtype is None:
+            log.info("no native bf16 on this CPU: float32 (bf16 is ~1.8x faster where native)")
         self.model.train()
         window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "start": time.perf_counter()}
         acc_loss = acc_nll = acc_tok = 0
