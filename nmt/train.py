@@ -504,12 +504,12 @@ class Trainer:
     def _run(self, signals: list[int]) -> dict[str, Any]:
         c, s = self.config.train, self.state
         log.info(
-            "model: %s parameters, device %s, precision %s, threads %d, %s",
+            "model: %s parameters, device %s, precision %s, threads %d%s",
             f"{self.model.num_parameters():,}",
             self.device,
             self.amp_dtype or "fp32",
             torch.get_num_threads(),
-            describe_cpu(hardware("cpu")) if self.device.type == "cpu" else "",
+            f", {describe_cpu(hardware('cpu'))}" if self.device.type == "cpu" else "",
         )
         if self.device.type == "cpu" and c.precision == "auto" and self.amp_dtype is None:
             log.info("no native bf16 on this CPU: float32 (bf16 is ~1.8x faster where native)")
