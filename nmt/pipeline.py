@@ -120,6 +120,8 @@ class BenchStage:
     pytorch: tuple[str, ...] = ()  # models also measured in PyTorch float32 (run folders)
     repeats: int = 3
     warmup_batches: int = 2
+    min_pass_seconds: float = 5.0  # each timed pass lasts about this long (0: one round)
+    pin_cpus: bool = True  # each cell on CPUs of its own when it needs fewer than all
     latency_sentences: int = 100
     max_lines: int = 0  # first N test lines (0: all)
     time_budget_minutes: float = 0.0
@@ -467,6 +469,8 @@ def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConf
         },
         "repeats": b.repeats,
         "warmup_batches": b.warmup_batches,
+        "min_pass_seconds": b.min_pass_seconds,
+        "pin_cpus": b.pin_cpus,
         "latency_sentences": b.latency_sentences,
         "time_budget_minutes": b.time_budget_minutes,
     }

@@ -253,6 +253,22 @@ def test_select_lines_and_spread():
     assert (s["median"], s["min"], s["max"], s["spread"]) == (100.0, 90.0, 110.0, 0.2)
 
 
+def test_cpu_pinning_and_steal_helpers(monkeypatch):
+    assert machine._cpu_list("0-2,5") == {0, 1, 2, 5} and machine._cpu_list("3") == {3}
+    assert machine.steal_percent((10, 1000), (15, 1100)) == 5.0
+    assert machine.steal_percent((10, 1000), (10, 1000)) is None  # no time passed
+    assert machine.steal_percent(None, (1, 2)) is None
+    monkeypatch.setattr(machine.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(machine.os, "sched_setaffinity", lambda pid, cpus: None, raising=False)
+    assert machine.cpus_to_pin(1) == [3] and machine.cpus_to_pin(2) == [2, 3]
+    assert machine.cpus_to_pin(4) is None  # needs them all: nothing to leave free
+    monkeypatch.undo()
+    jiffies = machine.cpu_jiffies()
+    if jiffies is not None:  # Linux
+        steal, total = jiffies
+        assert 0 <= steal <= total and machine.thread_cpus()
+
+
 def test_records_append_read_latest(tmp_path):
     path = tmp_path / "results.jsonl"
     append_record(path, {"cell_id": "a", "spec_hash": "1", "status": "ok", "v": 1})
@@ -404,7 +420,13 @@ def toy_grid(root: Path, device: str = "cpu", **extra) -> Path:
         {"name": "toy-ct2", "path": str(root / "ct2"), "compute_types": ["float32"]},
     ]
     grid = {"devices": [device], "beam_sizes": [1, 2], "batch_sizes": [4], "threads": [1]}
-    options = {"repeats": 1, "warmup_batches": 1, "latency_sentences": 4, **extra}
+    options = {
+        "repeats": 1,
+        "warmup_batches": 1,
+        "latency_sentences": 4,
+        "min_pass_seconds": 0.2,  # milliseconds a round: several rounds per pass
+        **extra,
+    }
     return write_grid(
         root / f"grid-{device}.yaml",
         models,
@@ -422,6 +444,7 @@ def test_tiny_benchmark_end_to_end(toy_models, tmp_path):
     assert len(first.measured) == 4 and not first.failed and not first.skipped
     records = read_records(out / "results.jsonl")
     assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
+    pinnable = machine.cpus_to_pin(1)  # None on a 1-CPU machine
     for r in records:
         assert r["quality"]["bleu"] > 50  # the toy model learnt its pairs
         assert r["quality"]["bleu_signature"].startswith("nrefs:1|")
@@ -436,6 +459,11 @@ def test_tiny_benchmark_end_to_end(toy_models, tmp_path):
         assert r["hardware"]["cpus"] >= 1 and r["versions"]["torch"] == torch.__version__
         assert set(r["hardware"]["cpu_features"]) <= set(machine.CPU_FEATURES)
         assert r["environment"]["OMP_NUM_THREADS"] == "1"
+        tp = r["throughput"]
+        assert tp["rounds_per_pass"] > 1 and min(tp["seconds"]) >= 0.1  # about 0.2 s
+        assert len(tp["steal_percent"]) == len(tp["seconds"])
+        if pinnable:  # every thread of the cell on the last CPU
+            assert r["cpus"] == pinnable and r["environment"]["NMT_BENCH_CPUS"] == str(pinnable[0])
     assert {r["model"]["compute_type"] for r in records} == {"float32"}
 
     report = (out / "report.md").read_text()

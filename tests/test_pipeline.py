@@ -150,6 +150,7 @@ def tiny_pipeline(root: Path, bench: bool) -> Path:
             "repeats": 3,
             "warmup_batches": 0,
             "latency_sentences": 0,
+            "min_pass_seconds": 0.1,  # the toy's test set takes milliseconds
         },
     }
     (root / "pipeline.yaml").write_text(json.dumps(pipeline))

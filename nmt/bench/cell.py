@@ -6,34 +6,47 @@ no warm cache, and its peak resident memory is its own. The protocol:
 1. Load the model (timed) with the cell's backend, device, threads and compute type.
 2. Read the test set and keep its selected lines; cut them, in order, into batches of
    `batch_size` sentences; each batch is one `translate()` call.
-3. Warm up: translate the first `warmup_batches` batches, untimed.
-4. Translate the whole test set `repeats` times, timing each pass: words/s (whitespace
-   words of the hypotheses) and target tokens/s (SentencePiece pieces of the hypotheses),
-   with median, min, max and relative spread ((max - min) / median) across the passes.
+3. Warm up: translate the first `warmup_batches` batches, untimed. With
+   `min_pass_seconds`, translate the whole test set once or twice more, untimed, and time
+   it: a timed pass will translate the test set `rounds` times, to last about that long.
+4. Time `repeats` passes: words/s (whitespace words of the hypotheses) and target
+   tokens/s (SentencePiece pieces of the hypotheses), with median, min, max and relative
+   spread ((max - min) / median) across the passes, and the share of each pass's CPU time
+   the hypervisor stole for other machines.
 5. Score the first pass with sacrebleu (BLEU and chrF2, with signatures).
 6. Latency: `latency_sentences` sentences spread evenly over the test set, translated one
    at a time (batch size 1): p50, p90 and p99 in milliseconds.
 7. Peak resident memory of the process (and its resident memory right after the imports
    and right after loading the model); on CUDA, GPU memory.
+
+The runner may pin the process to CPUs of its own (`NMT_BENCH_CPUS`); the record names
+the CPUs its threads could run on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import statistics
 import sys
 import time
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
-
 from nmt.bench import machine
-from nmt.bench.grid import Cell
-from nmt.data import read_parallel
-from nmt.scoring import score
-from nmt.translate import load
+
+# Pin first: a thread keeps the CPUs it was started on, and onnxruntime starts one when
+# it is imported (below, through nmt.translate).
+machine.pin_from_environment()
+
+import numpy as np  # noqa: E402
+
+from nmt.bench.grid import Cell  # noqa: E402
+from nmt.data import read_parallel  # noqa: E402
+from nmt.scoring import score  # noqa: E402
+from nmt.translate import load  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +141,8 @@ def measure(cell: Cell) -> dict[str, Any]:
     batches = [sources[i : i + cell.batch_size] for i in range(0, len(sources), cell.batch_size)]
     for batch in batches[: cell.warmup_batches]:
         translator.translate(batch, **options)
-    throughput, outputs = timed_passes(translator, batches, options, cell.repeats)
+    rounds = rounds_per_pass(translator, batches, options, cell.min_pass_seconds)
+    throughput, outputs = timed_passes(translator, batches, options, cell.repeats, rounds)
     latency = latency_ms(translator, sources, options, cell.latency_sentences)
 
     memory: dict[str, Any] = {
@@ -160,6 +174,7 @@ def measure(cell: Cell) -> dict[str, Any]:
         "hardware": machine.hardware(cell.device),
         "versions": machine.versions(),
         "environment": machine.environment(),
+        "cpus": machine.thread_cpus(),
         "load_average": [load_before, machine.load_average()],
         "wall_s": round(time.perf_counter() - started, 2),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -182,23 +197,59 @@ def decoding_options(cell: Cell) -> dict[str, Any]:
     return options
 
 
-def timed_passes(
-    translator, batches: list[list[str]], options: dict[str, Any], repeats: int
-) -> tuple[dict[str, Any], list[list[str]]]:
-    """Translate all batches `repeats` times; words/s and target tokens/s of each pass
-    (counted outside the timed region), and the hypotheses of each pass."""
-    seconds, outputs = [], []
-    for _ in range(repeats):
+def translate_all(translator, batches: list[list[str]], options: dict[str, Any]) -> list[str]:
+    return [h for batch in batches for h in translator.translate(batch, **options)]
+
+
+def rounds_per_pass(
+    translator, batches: list[list[str]], options: dict[str, Any], min_seconds: float
+) -> int:
+    """How many times a timed pass translates the test set to last about `min_seconds`
+    (1 if 0), from untimed passes: a second one when the first was short, as the first
+    pays one-time costs (allocations, kernel selection) and would overstate a round."""
+    if min_seconds <= 0:
+        return 1
+
+    def one_pass() -> float:
         t = time.perf_counter()
-        hyps = [h for batch in batches for h in translator.translate(batch, **options)]
+        translate_all(translator, batches, options)
+        return time.perf_counter() - t
+
+    seconds = one_pass()
+    if seconds < min_seconds:
+        seconds = min(seconds, one_pass())
+    return max(1, math.ceil(min_seconds / seconds))
+
+
+def timed_passes(
+    translator,
+    batches: list[list[str]],
+    options: dict[str, Any],
+    repeats: int,
+    rounds: int = 1,
+) -> tuple[dict[str, Any], list[list[str]]]:
+    """Time `repeats` passes, each translating all batches `rounds` times; words/s and
+    target tokens/s of each pass (counted outside the timed region), the CPU time stolen
+    during each, and the hypotheses of each pass's first round."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    seconds, outputs, stolen = [], [], []
+    for _ in range(repeats):
+        jiffies = machine.cpu_jiffies(cpus)
+        t = time.perf_counter()
+        hyps = translate_all(translator, batches, options)
+        for _ in range(rounds - 1):
+            translate_all(translator, batches, options)
         seconds.append(time.perf_counter() - t)
+        stolen.append(machine.steal_percent(jiffies, machine.cpu_jiffies(cpus)))
         outputs.append(hyps)
-    words = [sum(len(h.split()) for h in hyps) for hyps in outputs]
-    tokens = [sum(map(len, translator.tokenizer.encode_pieces(hyps))) for hyps in outputs]
+    words = [rounds * sum(len(h.split()) for h in hyps) for hyps in outputs]
+    tokens = [rounds * sum(map(len, translator.tokenizer.encode_pieces(hyps))) for hyps in outputs]
     return {
-        "words": words[0],
-        "target_tokens": tokens[0],
+        "words": words[0] // rounds,
+        "target_tokens": tokens[0] // rounds,
+        "rounds_per_pass": rounds,
         "seconds": [round(s, 4) for s in seconds],
+        "steal_percent": stolen,
         "words_per_s": spread([w / s for w, s in zip(words, seconds, strict=True)]),
         "target_tokens_per_s": spread([n / s for n, s in zip(tokens, seconds, strict=True)]),
     }, outputs

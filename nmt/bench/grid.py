@@ -164,6 +164,11 @@ class BenchConfig:
     decoding: Decoding = field(default_factory=Decoding)
     repeats: int = MIN_REPEATS  # timed passes over the test set
     warmup_batches: int = 2  # untimed batches translated first
+    # A timed pass translates the test set as many times as it takes to last this long
+    # (counted on an untimed full pass first): short passes are at the mercy of every
+    # hiccup of the machine. 0: one round per pass, no untimed full pass.
+    min_pass_seconds: float = 5.0
+    pin_cpus: bool = True  # pin each cell to its own CPUs when it needs fewer than all
     latency_sentences: int = 100  # translated one at a time for latency (0: skip)
     cell_timeout_minutes: float = 30.0
     time_budget_minutes: float = 0.0  # stop starting cells after this long (0: no limit)
@@ -179,6 +184,7 @@ class BenchConfig:
                 _check(names.index(name) == i, f"{key}[{i}].name", f"{name!r} is used twice")
         _check(self.repeats >= 1, "repeats", "must be >= 1")
         _check(self.warmup_batches >= 0, "warmup_batches", "must be >= 0")
+        _check(self.min_pass_seconds >= 0, "min_pass_seconds", "must be >= 0 (0: one round)")
         _check(self.latency_sentences >= 0, "latency_sentences", "must be >= 0")
         _check(self.cell_timeout_minutes > 0, "cell_timeout_minutes", "must be positive")
         _check(self.time_budget_minutes >= 0, "time_budget_minutes", "must be >= 0")
@@ -210,6 +216,8 @@ class Cell:
     model_bytes: int
     model_mtime: float  # newest of model_files: a re-exported model is measured again
     translators: int = 1  # CTranslate2 translators working in parallel, `threads` each
+    min_pass_seconds: float = 0.0  # see BenchConfig
+    pin_cpus: bool = False
 
     @property
     def thread_layout(self) -> str:
@@ -311,6 +319,8 @@ def expand_cells(config: BenchConfig, device: str | None = None) -> list[Cell]:
                         model_bytes=sum(f.stat().st_size for f in files),
                         model_mtime=max(f.stat().st_mtime for f in files),
                         translators=entry.translators,
+                        min_pass_seconds=config.min_pass_seconds,
+                        pin_cpus=config.pin_cpus,
                     )
                 )
     return cells

@@ -11,6 +11,7 @@ import resource
 import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 PACKAGES = ("nmt", "torch", "ctranslate2", "onnxruntime", "sacrebleu", "sentencepiece", "numpy")
@@ -22,12 +23,88 @@ THREAD_VARIABLES = (
     "CT2_USE_EXPERIMENTAL_PACKED_GEMM",
     "CUDA_VISIBLE_DEVICES",
     "LD_PRELOAD",
+    "NMT_BENCH_CPUS",
 )
 
 
 def thread_environment(threads: int) -> dict[str, str]:
     """Variables that pin the math libraries of a child process to `threads` threads."""
     return {name: str(threads) for name in THREAD_VARIABLES[:3]}
+
+
+# Set by the runner for a cell's process: the CPUs it is pinned to ("1" or "2,3").
+PIN_VARIABLE = "NMT_BENCH_CPUS"
+
+
+def cpus_to_pin(threads: int) -> list[int] | None:
+    """The CPUs a cell of `threads` threads is pinned to: the last `threads` CPUs this
+    process may use, leaving the first ones (where the system, the runner and other work
+    land) to the rest of the machine; None when the cell needs them all or the platform
+    cannot pin threads."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if threads >= len(allowed):
+        return None
+    return allowed[-threads:]
+
+
+def pin_from_environment() -> list[int] | None:
+    """Pin this process (and the threads it starts later) to the CPUs in PIN_VARIABLE;
+    the CPUs it may run on afterwards (None where the platform cannot tell)."""
+    value = os.environ.get(PIN_VARIABLE)
+    if value and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(cpu) for cpu in value.split(",")})
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+def thread_cpus() -> list[int] | None:
+    """The CPUs any thread of this process may run on (Linux; None elsewhere): after
+    pinning, the proof that no library kept a thread outside the pinned CPUs."""
+    cpus: set[int] = set()
+    try:
+        for task in Path("/proc/self/task").iterdir():
+            for line in (task / "status").read_text(encoding="utf-8").splitlines():
+                if line.startswith("Cpus_allowed_list:"):
+                    cpus |= _cpu_list(line.split(":", 1)[1])
+    except (OSError, ValueError):
+        return None
+    return sorted(cpus) or None
+
+
+def _cpu_list(text: str) -> set[int]:
+    """'0-2,5' -> {0, 1, 2, 5}."""
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def cpu_jiffies(cpus: list[int] | None = None) -> tuple[int, int] | None:
+    """(steal, total) time of `cpus` (all CPUs if None) since boot, in clock ticks, from
+    /proc/stat (Linux; None elsewhere). Steal is time the hypervisor gave this virtual
+    CPU's physical core to another machine: speed lost to neighbours, not to us."""
+    wanted = {"cpu"} if cpus is None else {f"cpu{c}" for c in cpus}
+    steal = total = 0
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            for line in f:
+                fields = line.split()
+                if fields and fields[0] in wanted:
+                    values = [int(v) for v in fields[1:9]]  # user .. softirq, steal
+                    steal += values[7] if len(values) > 7 else 0
+                    total += sum(values)
+    except (OSError, ValueError):
+        return None
+    return (steal, total) if total else None
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Share of the time between two `cpu_jiffies` readings that was stolen, in percent."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 2)
 
 
 def cpu_name() -> str:

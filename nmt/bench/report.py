@@ -312,13 +312,29 @@ def _spread_section(ok: list[dict[str, Any]]) -> list[str]:
     ]
     if wide:
         lines.append(f"{len(wide)} cells spread more than {MAX_SPREAD:.0%}:")
-        lines += [f"- `{r['cell_id']}`: {r['throughput']['words_per_s']['runs']}" for r in wide]
+        lines += [
+            f"- `{r['cell_id']}`: {r['throughput']['words_per_s']['runs']} words/s"
+            + _steal_note(r["throughput"].get("steal_percent"))
+            for r in wide
+        ]
     else:
         lines.append(f"Every cell is within {MAX_SPREAD:.0%}.")
+    steal = [x for r in ok for x in r["throughput"].get("steal_percent") or [] if x is not None]
+    if steal:
+        lines.append(
+            f"CPU time stolen by the hypervisor during the timed passes: {max(steal):.1f}% "
+            "at most (a virtual machine's neighbours slow it down by that share)."
+        )
     changed = [r["cell_id"] for r in ok if not r["quality"].get("same_output_every_repeat", True)]
     if changed:
         lines.append("Output differed between repeats in: " + ", ".join(changed))
     return [*lines, ""]
+
+
+def _steal_note(steal: list[float | None] | None) -> str:
+    if not steal or all(x is None for x in steal):
+        return ""
+    return " (stolen CPU time per pass: " + ", ".join(f"{x or 0:.1f}%" for x in steal) + ")"
 
 
 def _settings_section(ok: list[dict[str, Any]]) -> list[str]:
@@ -328,13 +344,31 @@ def _settings_section(ok: list[dict[str, Any]]) -> list[str]:
     for d in _distinct(r["cell"]["decoding"] for r in ok):
         lines.append("- decoding: " + ", ".join(f"{k} {v}" for k, v in d.items()))
     protocols = _distinct(
-        (r["cell"]["repeats"], r["cell"]["warmup_batches"], r["cell"]["latency_sentences"])
+        (
+            r["cell"]["repeats"],
+            r["cell"]["warmup_batches"],
+            r["cell"]["latency_sentences"],
+            r["cell"].get("min_pass_seconds", 0.0),
+        )
         for r in ok
     )
-    for repeats, warmup, latency in protocols:
+    for repeats, warmup, latency, min_pass in protocols:
+        passes = f"{repeats} timed passes over the test set"
+        if min_pass:
+            passes = (
+                f"untimed passes over the test set, then {repeats} timed passes of about "
+                f"{min_pass:g} s each (the test set translated as many times as that takes)"
+            )
         lines.append(
-            f"- protocol: {warmup} warm-up batches, {repeats} timed passes over the test set, "
-            f"latency over {latency} sentences one at a time; each cell in a fresh process"
+            f"- protocol: {warmup} warm-up batches, {passes}, latency over {latency} "
+            "sentences one at a time; each cell in a fresh process"
+        )
+    pinned = sorted({tuple(r["cpus"]) for r in ok if r["cell"].get("pin_cpus") and r.get("cpus")})
+    if pinned:
+        lines.append(
+            "- CPU pinning: a cell that needs fewer CPUs than the machine has runs on the "
+            "last ones; the CPUs the cells' threads could run on: "
+            + "; ".join(",".join(map(str, c)) for c in pinned)
         )
     for test in _distinct(
         (

@@ -127,6 +127,10 @@ def run_cells(
 def run_cell(cell: Cell, timeout_s: float) -> dict[str, Any]:
     """Measure `cell` in a fresh Python process; a record, successful or failed."""
     env = {**os.environ, **machine.thread_environment(cell.threads)}
+    env.pop(machine.PIN_VARIABLE, None)
+    cpus = machine.cpus_to_pin(cell.threads * cell.translators) if cell.pin_cpus else None
+    if cpus:
+        env[machine.PIN_VARIABLE] = ",".join(map(str, cpus))
     head = {
         "cell_id": cell.cell_id,
         "spec_hash": cell.spec_hash,
