@@ -276,6 +276,28 @@ class Trainer:
         return train, valid, (vsrc, vtgt)
 
     # ---- checkpoints -------------------------------------------------------------------
+    def _run_checkpoint(self, averaged: dict[str, Any]) -> str:
+        """The run's model: the averaged one, unless it does worse on dev than best.pt, by
+        the measure best.pt was chosen by (BLEU, else loss): snapshots taken while the
+        model still improved fast average to a worse model."""
+        s = self.state
+        if "valid_bleu" in averaged:
+            worse, measure = averaged["valid_bleu"] < s.best_bleu, "BLEU"
+            ours, best = averaged["valid_bleu"], s.best_bleu
+        else:
+            worse, measure = averaged["valid_loss"] > s.best_loss, "loss"
+            ours, best = averaged["valid_loss"], s.best_loss
+        if worse and (self.run_dir / "best.pt").is_file():
+            log.warning(
+                "the averaged model's dev %s is %.4g, worse than best.pt's %.4g: best.pt is "
+                "the run's model (summary.json: checkpoint)",
+                measure,
+                ours,
+                best,
+            )
+            return "best.pt"
+        return "averaged.pt"
+
     def _meta(self) -> dict[str, Any]:
         return {
             "tokenizer_model": self.tokenizer.model_proto,
@@ -618,6 +640,7 @@ class Trainer:
             self._log_json({"type": "valid_averaged", **result})
             summary["averaged"] = result
             log.info("averaged %d checkpoints: %s", len(snapshots), result)
+            summary["checkpoint"] = self._run_checkpoint(result)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 

@@ -11,6 +11,7 @@ so one line in is one line out for any reader of the output.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -86,8 +87,17 @@ def load_torch(path: Path, device: str = "cpu", threads: int = 0, **_: object) -
 
 
 def find_checkpoint(path: Path) -> Path:
+    """The checkpoint of a .pt path or a run folder: the one the run's summary.json chose
+    (`checkpoint`: the averaged model, or best.pt when averaging scored lower on dev), else
+    the first of RUN_CHECKPOINTS there."""
     if path.is_file():
         return path
+    try:
+        chosen = json.loads((path / "summary.json").read_text(encoding="utf-8")).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        chosen = None
+    if chosen and (path / chosen).is_file():
+        return path / chosen
     for name in RUN_CHECKPOINTS:
         if (path / name).is_file():
             return path / name

@@ -462,6 +462,7 @@ def test_tiny_benchmark_end_to_end(toy_models, tmp_path):
         tp = r["throughput"]
         assert tp["rounds_per_pass"] > 1 and min(tp["seconds"]) >= 0.1  # about 0.2 s
         assert len(tp["steal_percent"]) == len(tp["seconds"])
+        assert r["hardware"]["cpus_usable"] == machine.USABLE_CPUS  # the machine, not the pin
         if pinnable:  # every thread of the cell on the last CPU
             assert r["cpus"] == pinnable and r["environment"]["NMT_BENCH_CPUS"] == str(pinnable[0])
     assert {r["model"]["compute_type"] for r in records} == {"float32"}

@@ -10,7 +10,7 @@ from nmt.checkpoint import load_checkpoint
 from nmt.cli import translate_main
 from nmt.config import ConfigError, load_run_config
 from nmt.train import Trainer, TrainingStopped, train
-from nmt.translate import load
+from nmt.translate import find_checkpoint, load
 
 from .conftest import TOY_PAIRS
 
@@ -124,6 +124,27 @@ def test_checkpoints_kept_and_averaged(tmp_path, toy_corpus):
     key = "encoder.0.ffn.fc1.weight"
     assert torch.allclose(averaged["model"][key], sum(s[key] for s in steps) / 3, atol=1e-6)
     assert "averaged" in summary
+    # the run's model: the averaged one unless it scored lower on dev than best.pt
+    averaged, validations = summary["averaged"], summary["validations"]
+    if "valid_bleu" in averaged:
+        worse = averaged["valid_bleu"] < summary["best_valid_bleu"]
+    else:
+        worse = averaged["valid_loss"] > min(v["valid_loss"] for v in validations)
+    assert summary["checkpoint"] == ("best.pt" if worse else "averaged.pt")
+    assert find_checkpoint(tmp_path / "run") == tmp_path / "run" / summary["checkpoint"]
+
+
+def test_find_checkpoint_follows_the_summary(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("averaged.pt", "best.pt", "last.pt"):
+        (run / name).write_bytes(b"")
+    assert find_checkpoint(run) == run / "averaged.pt"  # no summary: the first there
+    (run / "summary.json").write_text(json.dumps({"checkpoint": "best.pt"}))
+    assert find_checkpoint(run) == run / "best.pt"
+    (run / "best.pt").unlink()  # a choice whose file is gone: the first there
+    assert find_checkpoint(run) == run / "averaged.pt"
+    assert find_checkpoint(run / "last.pt") == run / "last.pt"
 
 
 def test_translate_cli_keeps_lines_aligned(tmp_path, toy_corpus):

@@ -32,6 +32,10 @@ def thread_environment(threads: int) -> dict[str, str]:
     return {name: str(threads) for name in THREAD_VARIABLES[:3]}
 
 
+# The CPUs this process may use, read on import: before a cell pins itself (nmt.bench.cell
+# pins right after importing this module), so that `hardware` describes the machine.
+USABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
 # Set by the runner for a cell's process: the CPUs it is pinned to ("1" or "2,3").
 PIN_VARIABLE = "NMT_BENCH_CPUS"
 
@@ -169,7 +173,7 @@ def hardware(device: str) -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_features": cpu_features(),
         "cpus": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus_usable": USABLE_CPUS,  # the machine's, not the pinned cell's (record: cpus)
         "memory_gib": memory_gib(),
         "platform": platform.platform(),
         "python": platform.python_version(),
