@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import statistics
 import sys
 import time
@@ -38,8 +37,8 @@ from typing import Any
 from nmt.bench import machine
 
 # Pin first: a thread keeps the CPUs it was started on, and onnxruntime starts one when
-# it is imported (below, through nmt.translate).
-machine.pin_from_environment()
+# it is imported (below, through nmt.translate). CPUS: those this process may run on.
+CPUS = machine.pin_from_environment()
 
 import numpy as np  # noqa: E402
 
@@ -231,16 +230,15 @@ def timed_passes(
     """Time `repeats` passes, each translating all batches `rounds` times; words/s and
     target tokens/s of each pass (counted outside the timed region), the CPU time stolen
     during each, and the hypotheses of each pass's first round."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     seconds, outputs, stolen = [], [], []
     for _ in range(repeats):
-        jiffies = machine.cpu_jiffies(cpus)
+        jiffies = machine.cpu_jiffies(CPUS)
         t = time.perf_counter()
         hyps = translate_all(translator, batches, options)
         for _ in range(rounds - 1):
             translate_all(translator, batches, options)
         seconds.append(time.perf_counter() - t)
-        stolen.append(machine.steal_percent(jiffies, machine.cpu_jiffies(cpus)))
+        stolen.append(machine.steal_percent(jiffies, machine.cpu_jiffies(CPUS)))
         outputs.append(hyps)
     words = [rounds * sum(len(h.split()) for h in hyps) for hyps in outputs]
     tokens = [rounds * sum(map(len, translator.tokenizer.encode_pieces(hyps))) for hyps in outputs]
