@@ -393,6 +393,22 @@ def test_report_marks_frontiers_and_compares(tmp_path):
     assert "Every cell is within 10%" in report
 
 
+def test_report_names_wide_cells_and_their_stolen_time(tmp_path):
+    steady = fake_record("steady", bleu=35.0, wps=1000, rss=400)
+    noisy = fake_record("noisy", bleu=35.0, wps=2000, rss=400)
+    noisy["throughput"]["words_per_s"] = spread([1500.0, 2000.0, 2100.0])
+    noisy["throughput"]["steal_percent"] = [None, 12.5, 0.04]  # None: not measurable
+    results = tmp_path / "results.jsonl"
+    for r in (steady, noisy):
+        append_record(results, r)
+    report = write_report(results, tmp_path / "out", title="toy").read_text()
+    assert "1 cells spread more than 10%:" in report
+    assert "- `toy cpu noisy t1 beam4`: [1500.0, 2000.0, 2100.0] words/s" in report
+    assert "(stolen CPU time per pass: ?, 12.5%, 0.0%)" in report
+    assert "`toy cpu steady" not in report.split("## Reproducibility")[1].split("##")[0]
+    assert "stolen by the hypervisor during the timed passes: 12.5% at most" in report
+
+
 # --- end to end: a tiny model, each cell in its own process --------------------------------
 
 

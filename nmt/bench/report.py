@@ -334,7 +334,8 @@ def _spread_section(ok: list[dict[str, Any]]) -> list[str]:
 def _steal_note(steal: list[float | None] | None) -> str:
     if not steal or all(x is None for x in steal):
         return ""
-    return " (stolen CPU time per pass: " + ", ".join(f"{x or 0:.1f}%" for x in steal) + ")"
+    shares = ("?" if x is None else f"{x:.1f}%" for x in steal)  # None: not measurable here
+    return " (stolen CPU time per pass: " + ", ".join(shares) + ")"
 
 
 def _settings_section(ok: list[dict[str, Any]]) -> list[str]:
