@@ -3,6 +3,7 @@ benchmarked end to end (PyTorch and CTranslate2, each cell in its own process)."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -180,6 +181,18 @@ def test_grid_entry_threads_and_parallel_translators(tmp_path, fake_models):
         ("x2", 1, 2),
     ]
     assert cells[-1].cell_id.endswith("t1x2 beam4 bs32")
+    # an engine switch per model: its own measurement; no switch: the hash of before the key
+    models[1]["environment"] = {"CT2_USE_MKL": 1}
+    path = write_grid(path, models, fake_models["src"], fake_models["ref"], grid=grid)
+    switched = expand_cells(load_bench_config(path))
+    assert switched[-1].environment == {"CT2_USE_MKL": "1"} and switched[0].environment == {}
+    assert switched[-1].spec_hash != cells[-1].spec_hash
+    assert switched[0].spec_hash == cells[0].spec_hash
+    old = {k: v for k, v in cells[0].to_dict().items() if k != "environment"}
+    assert (
+        cells[0].spec_hash
+        == hashlib.sha256(json.dumps(old, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    )
 
 
 @pytest.mark.parametrize(
@@ -195,6 +208,15 @@ def test_grid_entry_threads_and_parallel_translators(tmp_path, fake_models):
         ({"models": [{"name": "a", "path": "x"}] * 2}, "models[1].name: 'a' is used twice"),
         ({"test_sets": [{"name": "t", "src": "a"}]}, "test_sets[0].ref: src needs ref"),
         ({"test_sets": [{"name": "t", "dataset": "nope", "split": "x"}]}, "test_sets[0].dataset"),
+        ({"models": [{"name": "a", "path": "x", "environment": ["A=1"]}]}, "expected a mapping"),
+        (
+            {"models": [{"name": "a", "path": "x", "environment": {"1A": "x"}}]},
+            "models[0].environment: not a variable name: '1A'",
+        ),
+        (
+            {"models": [{"name": "a", "path": "x", "environment": {"A": [1]}}]},
+            "models[0].environment.A: expected str",
+        ),
     ],
 )
 def test_grid_errors_name_the_key(tmp_path, fake_models, change, key):
@@ -470,7 +492,12 @@ def toy_models(tmp_path_factory) -> Path:
 def toy_grid(root: Path, device: str = "cpu", **extra) -> Path:
     models = [
         {"name": "toy-pt", "path": str(root / "run")},
-        {"name": "toy-ct2", "path": str(root / "ct2"), "compute_types": ["float32"]},
+        {
+            "name": "toy-ct2",
+            "path": str(root / "ct2"),
+            "compute_types": ["float32"],
+            "environment": {"CT2_VERBOSE": 0},  # set in this model's cells only
+        },
     ]
     grid = {"devices": [device], "beam_sizes": [1, 2], "batch_sizes": [4], "threads": [1]}
     options = {
@@ -512,6 +539,9 @@ def test_tiny_benchmark_end_to_end(toy_models, tmp_path):
         assert r["hardware"]["cpus"] >= 1 and r["versions"]["torch"] == torch.__version__
         assert set(r["hardware"]["cpu_features"]) <= set(machine.CPU_FEATURES)
         assert r["environment"]["OMP_NUM_THREADS"] == "1"
+        switch = {"CT2_VERBOSE": "0"} if r["cell"]["model"] == "toy-ct2" else {}
+        assert r["cell"]["environment"] == switch
+        assert r["environment"].get("CT2_VERBOSE") == switch.get("CT2_VERBOSE")
         tp = r["throughput"]
         assert tp["rounds_per_pass"] > 1 and min(tp["seconds"]) >= 0.1  # about 0.2 s
         assert len(tp["steal_percent"]) == len(tp["seconds"])

@@ -65,6 +65,7 @@ DEFAULT_COMPUTE_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
 EXPORT_COMPUTE_TYPE = "export"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,15 @@ class ModelEntry:
     use_vmap: tuple[bool, ...] = ()  # CTranslate2; empty: [false, true] if it ships a vmap
     translators: int = 1  # CTranslate2: parallel translators (inter_threads) of `threads` each
     threads: tuple[int, ...] = ()  # threads per translator for this model; empty: the grid's
+    # Variables set in this model's cell processes, after the thread variables: engine
+    # switches such as CT2_USE_MKL or CT2_USE_EXPERIMENTAL_PACKED_GEMM, to compare settings
+    # of one model as two entries.
+    environment: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(all(t >= 1 for t in self.threads), "threads", "values must be >= 1")
+        for name in self.environment:
+            _check(bool(_VARIABLE.match(name)), "environment", f"not a variable name: {name!r}")
 
 
 @dataclass(frozen=True)
@@ -218,6 +225,7 @@ class Cell:
     translators: int = 1  # CTranslate2 translators working in parallel, `threads` each
     min_pass_seconds: float = 0.0  # see BenchConfig
     pin_cpus: bool = False
+    environment: dict[str, str] = field(default_factory=dict)  # see ModelEntry
 
     @property
     def thread_layout(self) -> str:
@@ -235,7 +243,10 @@ class Cell:
 
     @property
     def spec_hash(self) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True)
+        spec = self.to_dict()
+        if not spec["environment"]:  # cells measured before the key existed keep their hash
+            del spec["environment"]
+        text = json.dumps(spec, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
@@ -321,6 +332,7 @@ def expand_cells(config: BenchConfig, device: str | None = None) -> list[Cell]:
                         translators=entry.translators,
                         min_pass_seconds=config.min_pass_seconds,
                         pin_cpus=config.pin_cpus,
+                        environment=dict(entry.environment),
                     )
                 )
     return cells
@@ -455,6 +467,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         item = typing.get_args(hint)[0]
         items = value if isinstance(value, list) else [value]  # a scalar is a 1-list
         return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(items))
+    if typing.get_origin(hint) is dict:  # dict[str, str]: environment variables
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(str, v, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key + ".")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

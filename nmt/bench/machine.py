@@ -19,8 +19,6 @@ THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
-    "OMP_WAIT_POLICY",
-    "CT2_USE_EXPERIMENTAL_PACKED_GEMM",
     "CUDA_VISIBLE_DEVICES",
     "LD_PRELOAD",
     "NMT_BENCH_CPUS",
@@ -198,8 +196,17 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+# Switches of the engines and their math libraries: every variable so named is recorded.
+ENGINE_PREFIXES = ("CT2_", "ORT_", "ONEDNN_", "DNNL_", "MKL_", "OMP_", "KMP_")
+
+
 def environment() -> dict[str, str]:
-    return {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
+    """The variables of this process that change how fast the engines run."""
+    return {
+        name: value
+        for name, value in sorted(os.environ.items())
+        if name in THREAD_VARIABLES or name.startswith(ENGINE_PREFIXES)
+    }
 
 
 def peak_rss_mb() -> float:

@@ -126,7 +126,7 @@ def run_cells(
 
 def run_cell(cell: Cell, timeout_s: float) -> dict[str, Any]:
     """Measure `cell` in a fresh Python process; a record, successful or failed."""
-    env = {**os.environ, **machine.thread_environment(cell.threads)}
+    env = {**os.environ, **machine.thread_environment(cell.threads), **cell.environment}
     env.pop(machine.PIN_VARIABLE, None)
     cpus = machine.cpus_to_pin(cell.threads * cell.translators) if cell.pin_cpus else None
     if cpus:
