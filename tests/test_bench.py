@@ -255,7 +255,9 @@ def test_grid_model_errors_name_the_key(tmp_path, fake_models, model, key):
         expand_cells(load_bench_config(path))
 
 
-@pytest.mark.parametrize("name", ["multi30k.yaml", "gpu.yaml"])
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (Path(__file__).parents[1] / "benchmarks").glob("*.yaml"))
+)
 def test_example_grids_load(name):
     config = load_bench_config(Path(__file__).parents[1] / "benchmarks" / name)
     assert config.repeats >= MIN_REPEATS and config.models and config.test_sets
