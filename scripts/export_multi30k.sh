@@ -23,7 +23,8 @@ mkdir -p exports "$OUT"
 GRID=benchmarks/export-multi30k.yaml
 if [ "$RUN" != runs/multi30k-small ] || [ "$NAME" != multi30k-small ]; then
     sed -e "s#runs/multi30k-small#$RUN#g" -e "s#exports/multi30k-small#$E#g" \
-        -e "s#^output_dir: .*#output_dir: $OUT#" "$GRID" > "$OUT/grid.yaml"
+        -e "s#^output_dir: .*#output_dir: $OUT#" -e "s#^name: [^ ]*#name: $(basename "$OUT")#" \
+        "$GRID" > "$OUT/grid.yaml"
     GRID=$OUT/grid.yaml
 fi
 python -m nmt bench --config "$GRID" --data-dir "$DATA_DIR" -o "$OUT"
