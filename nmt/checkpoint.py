@@ -1,6 +1,13 @@
 """Checkpoints that describe themselves: weights plus model config, run config, tokenizer
 hash and toolkit version. Written atomically; verified on load; averaged on request.
 
+A checkpoint is data, never code: it holds only tensors and plain values (numbers, strings,
+lists, dicts) and is read with `torch.load(weights_only=True)`, whose unpickler builds
+nothing else. A file that asks for any other object (a pickle whose `__reduce__` would run
+a command, say) is refused before anything in it runs. Files written before this rule
+stored the torch version as `torch.torch_version.TorchVersion`, a `str` subclass; that one
+class is allowed, so they load as they are.
+
 Verification on load: the CRC-32 of every record of the file (torch.save writes a zip
 archive with CRCs that torch.load does not check), the format version, and that the weights
 have the names and shapes their model config implies.
@@ -8,7 +15,10 @@ have the names and shapes their model config implies.
 
 from __future__ import annotations
 
+import json
 import logging
+import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +27,7 @@ import torch
 
 from nmt import __version__
 from nmt.config import ConfigError, ModelConfig, from_dict
+from nmt.decoding import is_out_of_memory, out_of_memory
 from nmt.fileio import atomic_torch_save
 from nmt.model import Transformer
 
@@ -24,9 +35,45 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
+# What only a resume needs; an averaged or exported model leaves it out.
+RESUME_KEYS = ("optimizer", "scheduler", "scaler", "rng", "data", "train_state")
+
+# The only non-plain object older checkpoints hold: `torch.__version__` (a str subclass).
+_ALLOWED_GLOBALS = [torch.torch_version.TorchVersion]
+
+# Preference order of checkpoints inside a run folder.
+RUN_CHECKPOINTS = ("averaged.pt", "best.pt", "last.pt")
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt, unwritable, or from an incompatible format."""
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint of a .pt path or a run folder: the one the run's summary.json chose
+    (`checkpoint`: the averaged model, or best.pt when averaging scored lower on dev), else
+    the first of RUN_CHECKPOINTS there. The chosen file must lie in the run folder: a
+    summary that points elsewhere (`../other.pt`) is refused, not followed."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    summary = path / "summary.json"
+    try:
+        chosen = json.loads(summary.read_text(encoding="utf-8")).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        chosen = None
+    if chosen:
+        target = path / str(chosen)
+        if Path(str(chosen)).name != chosen or not target.resolve().is_relative_to(path.resolve()):
+            raise CheckpointError(
+                f"{summary}: checkpoint {chosen!r} is not a file of the run folder; refused"
+            )
+        if target.is_file():
+            return target
+    for name in RUN_CHECKPOINTS:
+        if (path / name).is_file():
+            return path / name
+    raise CheckpointError(f"{path}: no checkpoint found (looked for {', '.join(RUN_CHECKPOINTS)})")
 
 
 def save_checkpoint(
@@ -36,6 +83,7 @@ def save_checkpoint(
     tokenizer_sha256: str,
     **extra: Any,
 ) -> None:
+    extra.setdefault("torch_version", str(torch.__version__))
     state = {
         "format_version": FORMAT_VERSION,
         "nmt_version": __version__,
@@ -55,8 +103,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found")
     _check_crc(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused an object: never built
+        raise CheckpointError(
+            f"{path}: not an nmt checkpoint: it contains code objects{_refused_global(e)}; "
+            "checkpoints are loaded as data only, and this one was not loaded"
+        ) from None
     except Exception as e:  # a torn or foreign file: say which, not where in pickle it broke
+        if is_out_of_memory(e):
+            raise CheckpointError(out_of_memory(path)) from None
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({type(e).__name__}: {e})"
         ) from None
@@ -70,6 +126,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     _check_weights(path, state)
     return state
+
+
+def _refused_global(error: Exception) -> str:
+    """` (GLOBAL os.system)` from the message of weights_only's refusal, if it names one."""
+    match = re.search(r"GLOBAL ([\w.]+)", str(error))
+    return f" ({match.group(0)})" if match else ""
 
 
 def _check_crc(path: Path) -> None:
@@ -122,6 +184,11 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
     for p, s in zip(paths, states, strict=True):
         if s["model_config"] != ref["model_config"]:
             raise CheckpointError(f"{p}: model config differs from {paths[-1]}; cannot average")
+        if s.get("tokenizer_model") != ref.get("tokenizer_model"):
+            raise CheckpointError(
+                f"{p}: tokenizer differs from {paths[-1]}'s; averaging models with different "
+                "vocabularies gives a meaningless model"
+            )
     avg = {}
     for key, value in ref["model"].items():
         if value.is_floating_point():
@@ -130,7 +197,36 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
             )
         else:
             avg[key] = value
-    out = {k: v for k, v in ref.items() if k not in ("optimizer", "scheduler", "rng", "data")}
+    out = {k: v for k, v in ref.items() if k not in RESUME_KEYS}
     out["model"] = avg
     out["averaged_from"] = [str(p) for p in paths]
     return out
+
+
+def write_average(paths: list[str | Path], output: str | Path, force: bool = False) -> Path:
+    """Average `paths` into the new checkpoint `output`. An existing `output` is replaced
+    only with `force` and only if it is an averaged checkpoint (never one of `paths`, never
+    another file); without `force` the write fails if `output` appears meanwhile."""
+    output = Path(output)
+    for p in paths:
+        if output.exists() and Path(p).exists() and output.samefile(p):
+            raise CheckpointError(f"{output}: is one of the checkpoints to average; not replaced")
+    if output.exists() or output.is_symlink():
+        if not force:
+            raise FileExistsError(f"{output}: already exists (use --force to replace it)")
+        if not _is_average(output):
+            raise CheckpointError(
+                f"{output}: exists and is not an averaged checkpoint; --force replaces only "
+                "what nmt-average made: choose another output file"
+            )
+    atomic_torch_save(average_checkpoints(paths), output, replace=force)
+    return output
+
+
+def _is_average(path: Path) -> bool:
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        return "averaged_from" in load_checkpoint(path)
+    except CheckpointError:
+        return False

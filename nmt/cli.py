@@ -33,10 +33,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from nmt.data import CorpusError
     from nmt.datasets import DatasetError
     from nmt.export.ct2 import ExportError
+    from nmt.fileio import FolderBusyError
 
     # OSError: a missing or unreadable file, a full disk (the message names the file).
     return (
         ConfigError,
+        FolderBusyError,
         CorpusError,
         DatasetError,
         CheckpointError,
@@ -67,6 +69,8 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help="folder holding the dataset files (or $NMT_DATA_DIR)")
     p.add_argument("--version", action="version", version=f"nmt {__version__}")
     args = p.parse_args(argv)
+    if not args.config and not args.overrides:
+        p.error("--config is needed (a run config YAML such as models/multi30k-small.yaml)")
     _setup_logging()
     from nmt.config import load_run_config
     from nmt.train import TrainingStopped, train
@@ -85,6 +89,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def translate_main(argv: list[str] | None = None) -> int:
+    from nmt.decoding import Decoding, is_out_of_memory
     from nmt.translate import BACKENDS
 
     p = argparse.ArgumentParser(
@@ -96,11 +101,16 @@ def translate_main(argv: list[str] | None = None) -> int:
     p.add_argument("--input", "-i", help="input file (default: stdin)")
     p.add_argument("--output", "-o", help="output file (default: stdout)")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
-    p.add_argument("--beam", type=int, default=4, help="beam size (1 = greedy)")
-    p.add_argument("--batch-tokens", type=int, default=4096, help="max source tokens a batch")
-    p.add_argument("--length-penalty", type=float, default=1.0)
-    p.add_argument("--max-len-a", type=float, default=1.5)
-    p.add_argument("--max-len-b", type=int, default=10)
+    p.add_argument("--beam", type=int, default=Decoding.beam_size, help="beam size (1 = greedy)")
+    p.add_argument(
+        "--batch-tokens",
+        type=int,
+        default=Decoding.max_batch_tokens,
+        help="max source tokens a batch",
+    )
+    p.add_argument("--length-penalty", type=float, default=Decoding.length_penalty)
+    p.add_argument("--max-len-a", type=float, default=Decoding.max_len_a)
+    p.add_argument("--max-len-b", type=int, default=Decoding.max_len_b)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument(
         "--threads",
@@ -127,11 +137,23 @@ def translate_main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     _setup_logging()
+    from dataclasses import asdict
+
     from nmt.translate import load, translate_stream
 
+    if args.output and (clash := _overwritten_input(Path(args.output), args.input, args.model)):
+        return _fail(ValueError(f"{args.output}: is the {clash}; it would be destroyed"))
+    user_errors = _user_errors()  # imported now: once memory runs out, an import can fail
     engine: dict[str, object] = {"device": args.device, "threads": args.threads}
     extra: dict[str, object] = {}
     try:
+        decoding = Decoding(  # impossible options fail here, before the model is loaded
+            beam_size=args.beam,
+            max_batch_tokens=args.batch_tokens,
+            length_penalty=args.length_penalty,
+            max_len_a=args.max_len_a,
+            max_len_b=args.max_len_b,
+        )
         translator = load(
             args.model,
             backend=args.backend,
@@ -142,7 +164,7 @@ def translate_main(argv: list[str] | None = None) -> int:
         )
         if args.no_vmap and getattr(translator, "backend", "") == "ctranslate2":
             extra["use_vmap"] = False
-    except _user_errors() as e:
+    except user_errors as e:
         return _fail(e)
     try:
         with contextlib.ExitStack() as stack:
@@ -163,34 +185,47 @@ def translate_main(argv: list[str] | None = None) -> int:
                 if args.output
                 else sys.stdout
             )
-            for line in translate_stream(
-                translator,
-                src,
-                beam_size=args.beam,
-                max_batch_tokens=args.batch_tokens,
-                length_penalty=args.length_penalty,
-                max_len_a=args.max_len_a,
-                max_len_b=args.max_len_b,
-                **extra,
-            ):
+            for line in translate_stream(translator, src, **asdict(decoding), **extra):
                 out.write(line.replace("\n", " ") + "\n")
             out.flush()
     except OSError as e:  # an unreadable input, a full disk
         return _fail(e)
+    except Exception as e:  # MemoryError, or an engine's own words for it
+        if not is_out_of_memory(e):
+            raise
+        return _fail(
+            MemoryError(
+                f"out of memory while translating: lower --batch-tokens ({args.batch_tokens}) "
+                f"or --beam ({args.beam}), or use an int8 export (nmt-export --int8)"
+            )
+        )
     return 0
+
+
+def _overwritten_input(output: Path, *inputs: str | None) -> str | None:
+    """What `output` would truncate: the input file or the model (the same file, also via a
+    link), named as such; None when it is neither."""
+    if not output.exists():
+        return None
+    for name, given in zip(("input file", "model file"), inputs, strict=True):
+        if given and Path(given).exists() and output.samefile(given):
+            return name
+    return None
 
 
 def average_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="nmt-average", description="Average checkpoint weights.")
     p.add_argument("checkpoints", nargs="+", help="checkpoints of one run")
-    p.add_argument("--output", "-o", required=True)
+    p.add_argument("--output", "-o", required=True, help="averaged checkpoint to create")
+    p.add_argument(
+        "--force", action="store_true", help="replace an averaged checkpoint made before"
+    )
     args = p.parse_args(argv)
     _setup_logging()
-    from nmt.checkpoint import average_checkpoints
-    from nmt.fileio import atomic_torch_save
+    from nmt.checkpoint import write_average
 
     try:
-        atomic_torch_save(average_checkpoints(args.checkpoints), args.output)
+        write_average(args.checkpoints, args.output, force=args.force)
     except _user_errors() as e:
         return _fail(e)
     return 0
@@ -205,6 +240,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     p.add_argument("--src", required=True, help="source file")
     p.add_argument("--ref", required=True, help="reference file")
     p.add_argument("--output-dir", "-o", required=True, help="writes hyp.txt and scores.json")
+    p.add_argument(
+        "--force", action="store_true", help="replace the hyp.txt and scores.json of an evaluation"
+    )
     p.add_argument("--beam", type=int, default=4)
     p.add_argument("--batch-tokens", type=int, default=4096)
     p.add_argument("--threads", type=int, default=0)
@@ -227,6 +265,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             device=args.device,
             use_vmap=not args.no_vmap,
+            force=args.force,
         )
     except _user_errors() as e:
         return _fail(e)

@@ -202,6 +202,13 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        _check(
+            Path(self.run_dir.strip() or ".") != Path("."),
+            "run_dir",
+            f"must name a folder for the run, not the current folder (got {self.run_dir!r})",
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -12,7 +12,8 @@ registered dataset, whose files are found as `DIR/FILE`):
     VALID.* / TEST.*         copies of the original validation and test files
     raw.TGT                  every teacher output, line-aligned with the source corpus
     raw.json                 the translation job and its totals (time, tokens)
-    stats.json               lines, tokens, time, tokens/s, counts and examples per filter
+    stats.json               lines, tokens, time, tokens/s, counts and examples per filter,
+                             the most frequent output and its share (`top_output`)
     provenance.json          teacher (path, fingerprint, export or checkpoint info), backend,
                              decoding settings, versions, source files with sha256, date
 
@@ -24,6 +25,10 @@ source checksum, decoding settings); parts of another job are never mixed in (`f
 starts over). Once every chunk is there, `raw.TGT` and `raw.json` are written atomically
 and the parts removed. Filtering is cheap and runs on every call, so changing a filter
 threshold re-filters without translating again.
+
+A teacher that gives one output for a large share of different sentences (an undertrained
+model's "Ein Mann in einem." for everything) is an error (`DistillError`, after writing
+stats.json), not a corpus: see `FilterConfig.max_top_share`.
 
 Workers: `workers` translator processes of `threads` threads each, each translating whole
 chunks (CTranslate2's advice for throughput on many cores: several one-thread replicas
@@ -53,7 +58,8 @@ from nmt.bench.grid import _build as build_config
 from nmt.config import ConfigError, DataConfig, RunConfig, apply_overrides, load_yaml
 from nmt.data import read_lines, read_parallel
 from nmt.datasets import DATASETS, DatasetError
-from nmt.fileio import atomic_write_text, file_sha256, remove_stale_temporaries
+from nmt.decoding import check_option, check_threads
+from nmt.fileio import FolderLock, atomic_write_text, file_sha256, remove_stale_temporaries
 from nmt.search import SearchOptions
 
 log = logging.getLogger(__name__)
@@ -65,6 +71,7 @@ PARTS = "parts"
 JOB = "job.json"
 EXAMPLES_PER_FILTER = 5
 KEEP_WARNING = 0.9  # warn when the filters keep less than this share of the pairs
+TOP_LINE_CHARS = 60  # the most frequent output as stats.json and errors quote it
 
 
 class DistillError(RuntimeError):
@@ -74,7 +81,9 @@ class DistillError(RuntimeError):
 @dataclass(frozen=True)
 class FilterConfig:
     """Which teacher outputs are dropped. Tokens are whitespace-separated; each rejected
-    pair is counted under the first filter (in `FILTERS` order) that rejects it."""
+    pair is counted under the first filter (in `FILTERS` order) that rejects it. The last
+    two keys judge the kept corpus as a whole (`top_output`): one output given for many
+    different sentences is a teacher that has collapsed, and an error, not a corpus."""
 
     max_repeats: int = 4  # degenerate: a unit repeated this many times in a row ...
     repeat_unit_chars: int = 40  # ... of 2 to this many characters (a piece, word or phrase)
@@ -84,6 +93,11 @@ class FilterConfig:
     copy_min_tokens: int = 4  # ... checked when the longer side has at least this many words
     max_ratio: float = 2.5  # bad ratio: longer side / shorter side, in tokens ...
     ratio_min_tokens: int = 6  # ... checked when the longer side has at least this many
+    # Degenerate corpus: one output is the translation of more than this share of the kept
+    # pairs' different sources (1: never). Multi30k's most frequent reference translation
+    # is 3 of its 29,000 lines (0.01%); an undertrained teacher gave one line for all.
+    max_top_share: float = 0.05
+    top_share_min_sources: int = 100  # ... judged from this many different kept sources
 
     def __post_init__(self) -> None:
         _check(self.max_repeats >= 2, "max_repeats", "must be >= 2")
@@ -91,7 +105,13 @@ class FilterConfig:
         _check(0.0 <= self.min_unique_ratio <= 1.0, "min_unique_ratio", "must be in [0, 1]")
         _check(0.0 < self.max_overlap <= 1.0, "max_overlap", "must be in (0, 1]")
         _check(self.max_ratio >= 1.0, "max_ratio", "must be >= 1.0")
-        for name in ("unique_min_tokens", "copy_min_tokens", "ratio_min_tokens"):
+        _check(0.0 < self.max_top_share <= 1.0, "max_top_share", "must be in (0, 1]")
+        for name in (
+            "unique_min_tokens",
+            "copy_min_tokens",
+            "ratio_min_tokens",
+            "top_share_min_sources",
+        ):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
 
 
@@ -115,10 +135,12 @@ class DistillConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
 
     def __post_init__(self) -> None:
-        for name in ("beam_size", "batch_tokens", "workers", "chunk_lines"):
+        for option, value in self.decoding().items():  # as nmt.decoding.Decoding checks them
+            check_option(option, value, "batch_tokens" if option == "max_batch_tokens" else option)
+        check_threads(self.threads, "threads")
+        for name in ("workers", "chunk_lines"):
             _check(getattr(self, name) >= 1, name, "must be >= 1")
-        for name in ("threads", "max_lines", "max_len_b"):
-            _check(getattr(self, name) >= 0, name, "must be >= 0")
+        _check(self.max_lines >= 0, "max_lines", "must be >= 0")
         _check(self.device in ("cpu", "cuda"), "device", f"cpu or cuda, got {self.device!r}")
 
     def decoding(self) -> dict[str, Any]:
@@ -238,6 +260,28 @@ def filter_pairs(
         if len(examples[reason]) < EXAMPLES_PER_FILTER:
             examples[reason].append({"line": i + 1, "src": src, "hyp": hyp})
     return kept, counts, examples
+
+
+def top_output(sources: list[str], hyps: list[str], kept: list[int]) -> dict[str, Any]:
+    """The kept output given for the most different sources: the line (cut to
+    `TOP_LINE_CHARS`), its kept lines and their share of the kept pairs, its different
+    sources and their share of the kept pairs' different sources. Different sources,
+    because a corpus that repeats a pair repeats its translation too; a collapsed teacher
+    gives one output for thousands of different sentences."""
+    lines = Counter(hyps[i] for i in kept)
+    sources_per_line = Counter(hyp for hyp, _ in {(hyps[i], sources[i]) for i in kept})
+    kept_sources = len({sources[i] for i in kept})
+    # the first in corpus order among equals: a Counter keeps insertion order
+    top = max(lines, key=lambda h: (sources_per_line[h], lines[h]), default="")
+    cut = top if len(top) <= TOP_LINE_CHARS else top[: TOP_LINE_CHARS - 3] + "..."
+    return {
+        "line": cut,
+        "lines": lines[top],
+        "share": round(lines[top] / max(len(kept), 1), 6),
+        "sources": sources_per_line[top],
+        "source_share": round(sources_per_line[top] / max(kept_sources, 1), 6),
+        "kept_sources": kept_sources,
+    }
 
 
 # --- translation in resumable chunks ---------------------------------------------------------
@@ -391,9 +435,8 @@ def _job_mismatch(path: Path, previous: dict[str, Any], job: dict[str, Any]) -> 
 def teacher_info(teacher: str | Path) -> dict[str, Any]:
     """Where the teacher comes from: its export or checkpoint info and a fingerprint
     (sha256 over its model files) that identifies it in the job and the provenance."""
-    from nmt.checkpoint import load_checkpoint
+    from nmt.checkpoint import find_checkpoint, load_checkpoint
     from nmt.export.ct2 import EXPORT_INFO
-    from nmt.translate import find_checkpoint
 
     path = Path(teacher)
     if path.is_dir() and (path / EXPORT_INFO).is_file():
@@ -421,6 +464,36 @@ def teacher_info(teacher: str | Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), **info}
 
 
+def checkpoint_dev_bleu(checkpoint: str | Path) -> float | None:
+    """The dev BLEU of a run's model as its run's summary.json records it: `averaged` for
+    averaged.pt, `best_valid_bleu` for best.pt. None when unknown: no summary beside it (a
+    run not finished, a copied file), another file (last.pt, a step snapshot), or a run
+    that validated on loss alone (train.valid_bleu: false)."""
+    path = Path(checkpoint)
+    try:
+        summary = json.loads((path.parent / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict):
+        return None
+    if path.name == "averaged.pt":
+        averaged = summary.get("averaged")
+        bleu = averaged.get("valid_bleu") if isinstance(averaged, dict) else None
+    elif path.name == "best.pt":
+        bleu = summary.get("best_valid_bleu")  # -1 when no validation measured BLEU
+    else:
+        return None
+    return float(bleu) if isinstance(bleu, int | float) and bleu >= 0 else None
+
+
+def _teacher_dev_bleu(teacher: dict[str, Any]) -> float | None:
+    """`checkpoint_dev_bleu` of a `teacher_info`'s checkpoint, or its export's source."""
+    source = teacher.get("checkpoint", {}).get("file") or teacher.get("export", {}).get(
+        "source_checkpoint"
+    )
+    return checkpoint_dev_bleu(source) if source else None
+
+
 def _split_paths(data: DataConfig, split: str) -> tuple[Path, Path]:
     from nmt.train import resolve_split
 
@@ -438,9 +511,11 @@ class DistillResult:
     def summary(self) -> str:
         s = self.stats
         removed = ", ".join(f"{v} {k}" for k, v in s["filtered"].items())
+        top = s["top_output"]
         return (
-            f"{s['kept']} of {s['lines']} pairs kept (removed: {removed}); "
-            f"{s['target_pieces_per_s']:,.0f} target tokens/s; {self.output_dir}"
+            f"{s['kept']} of {s['lines']} pairs kept (removed: {removed}); most frequent "
+            f"output: {top['lines']} of {s['kept']} kept lines ({top['share']:.1%}) "
+            f"{top['line']!r}; {s['target_pieces_per_s']:,.0f} target tokens/s; {self.output_dir}"
         )
 
 
@@ -453,13 +528,49 @@ def distill(
 ) -> DistillResult:
     """Translate the training source of `data` with `teacher`, filter, and write the
     distilled dataset folder `output_dir` (see the module docstring). Resumes an
-    interrupted run of the same job; another job's folder needs `force`."""
-    wall = time.perf_counter()
-    config = config or DistillConfig()
+    interrupted run of the same job; another job's folder needs `force`, which never
+    touches a folder that holds no distillation or that is, holds or lies inside an input.
+    One process at a time writes a folder (a second one fails at once)."""
     out = Path(output_dir)
     src_path, tgt_path = _split_paths(data, data.train)
-    if out.resolve() in (src_path.resolve().parent, tgt_path.resolve().parent):
-        raise DistillError(f"{out}: is the source corpus folder; choose another output folder")
+    _check_output(out, [Path(teacher), src_path, tgt_path], force)
+    with FolderLock(out, "nmt-distill"):
+        return _distill(teacher, data, out, config or DistillConfig(), force)
+
+
+def _check_output(out: Path, inputs: list[Path], force: bool) -> None:
+    here = out.resolve()
+    for path in inputs:
+        there = path.resolve()
+        if here == there or here in there.parents or (force and there in here.parents):
+            raise DistillError(
+                f"{out}: is, holds or lies inside the input {path}; choose another output folder"
+            )
+    if out.is_dir() and _foreign_entries(out) and not _is_distillation(out):
+        raise DistillError(
+            f"{out}: exists and holds no distillation; choose a new or empty folder"
+            + (" (--force replaces only a distillation's own folder)" if force else "")
+        )
+
+
+def _is_distillation(out: Path) -> bool:
+    return any((out / name).is_file() for name in (f"{PARTS}/{JOB}", RAW_INFO, STATS))
+
+
+def _foreign_entries(out: Path) -> list[Path]:
+    """What is in `out` besides its lock and the temporaries of interrupted writes."""
+    return [
+        p
+        for p in out.iterdir()
+        if p.name != FolderLock.NAME and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    ]
+
+
+def _distill(
+    teacher: str | Path, data: DataConfig, out: Path, config: DistillConfig, force: bool
+) -> DistillResult:
+    wall = time.perf_counter()
+    src_path, tgt_path = _split_paths(data, data.train)
     sources, targets = read_parallel(src_path, tgt_path)
     if config.max_lines:
         sources, targets = sources[: config.max_lines], targets[: config.max_lines]
@@ -472,14 +583,10 @@ def distill(
         "compute_type": config.compute_type,
         **config.decoding(),
     }
-    ours = (out / PARTS / JOB).is_file() or (out / RAW_INFO).is_file()
-    if force:
-        shutil.rmtree(out / PARTS, ignore_errors=True)
+    if force:  # start over: only this distillation's own intermediate files go
+        if (out / PARTS / JOB).is_file():
+            shutil.rmtree(out / PARTS, ignore_errors=True)
         (out / RAW_INFO).unlink(missing_ok=True)
-    elif out.is_dir() and any(out.iterdir()) and not ours:
-        raise DistillError(
-            f"{out}: exists and holds no distillation; pass force (--force) to write into it"
-        )
     if out.is_dir():
         remove_stale_temporaries(out)
     raw_tgt, raw_info = out / f"raw.{data.tgt_lang}", out / RAW_INFO
@@ -501,6 +608,7 @@ def distill(
             raise DistillError(f"{raw_tgt}: {len(hyps)} lines for {len(sources)} sources")
 
     kept, counts, examples = filter_pairs(sources, hyps, config.filters)
+    top = top_output(sources, hyps, kept)  # over the whole corpus, however many calls made it
     src_lang, tgt_lang = data.src_lang, data.tgt_lang
     written = {
         f"train.{src_lang}": [sources[i] for i in kept],
@@ -509,9 +617,6 @@ def distill(
     if config.mix:
         written[f"mix.{src_lang}"] = sources + written[f"train.{src_lang}"]
         written[f"mix.{tgt_lang}"] = targets + written[f"train.{tgt_lang}"]
-    for name, lines in written.items():
-        atomic_write_text(out / name, "".join(line + "\n" for line in lines))
-    copied = _copy_splits(data, out)
 
     seconds = translation["translate_seconds"]
     target_words = sum(len(h.split()) for h in hyps)
@@ -520,6 +625,7 @@ def distill(
         "kept": len(kept),
         "filtered": counts,
         "filters": asdict(config.filters),
+        "top_output": top,
         "source_words": sum(len(s.split()) for s in sources),
         "target_words": target_words,
         "target_pieces": translation["target_pieces"],
@@ -544,6 +650,13 @@ def distill(
     }
     stats["hardware"] = _hardware(config.device)
     atomic_write_text(out / STATS, json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
+    bleu = _teacher_dev_bleu(teacher_meta)
+    degenerate = _degenerate_corpus(top, len(kept), config.filters, bleu)
+    if degenerate:  # stats.json shows it; no train files a student could learn from
+        raise DistillError(f"{degenerate} (statistics: {out / STATS})")
+    for name, lines in written.items():
+        atomic_write_text(out / name, "".join(line + "\n" for line in lines))
+    copied = _copy_splits(data, out)
     provenance = _provenance(teacher_meta, config, data, src_path, tgt_path, out, written, copied)
     atomic_write_text(out / PROVENANCE, json.dumps(provenance, indent=2) + "\n")
     result = DistillResult(out, stats)
@@ -556,6 +669,23 @@ def distill(
             out / STATS,
         )
     return result
+
+
+def _degenerate_corpus(
+    top: dict[str, Any], kept: int, c: FilterConfig, dev_bleu: float | None
+) -> str:
+    """Why the kept corpus is one output given for everything (see `top_output`), or ""."""
+    if top["kept_sources"] < c.top_share_min_sources or top["source_share"] <= c.max_top_share:
+        return ""
+    bleu = "unknown" if dev_bleu is None else f"{dev_bleu:.2f}"
+    return (
+        f"the teacher's translations are degenerate: {top['lines']:,} of {kept:,} kept "
+        f"lines ({top['share']:.1%}) are "
+        f"{top['line']!r}, the output for {top['sources']:,} of {top['kept_sources']:,} "
+        f"different sentences ({top['source_share']:.1%}, above filters.max_top_share "
+        f"{c.max_top_share:g}); the teacher is probably undertrained (dev BLEU {bleu}): train "
+        "it longer (more updates), or raise filters.max_top_share if this corpus is like that"
+    )
 
 
 def _copy_splits(data: DataConfig, out: Path) -> list[str]:

@@ -15,6 +15,9 @@ from nmt.fileio import atomic_write_text
 from nmt.scoring import score
 from nmt.translate import load
 
+HYPOTHESES = "hyp.txt"
+SCORES = "scores.json"
+
 
 def evaluate(
     model: str | Path,
@@ -26,9 +29,13 @@ def evaluate(
     threads: int = 0,
     device: str = "cpu",
     use_vmap: bool = True,
+    force: bool = False,
 ) -> dict[str, Any]:
-    """`use_vmap` False: a CTranslate2 export decodes over the whole vocabulary even when it
-    has a vocabulary map (the other backends have none)."""
+    """Write `hyp.txt` and `scores.json` into `output_dir`. Those of an earlier evaluation
+    are replaced only with `force`; a file there that no evaluation made, or that is the
+    source or reference, never. `use_vmap` False: a CTranslate2 export decodes over the
+    whole vocabulary even when it has a vocabulary map (the other backends have none)."""
+    _check_output(output_dir, force, (src, ref))
     sources, references = read_parallel(src, ref)
     translator = load(model, device=device, threads=threads)
     extra = {}
@@ -41,7 +48,8 @@ def evaluate(
     seconds = time.perf_counter() - start
     s = score(hyps, references)
     output_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(output_dir / "hyp.txt", "".join(h + "\n" for h in hyps))
+    _check_output(output_dir, force, (src, ref))  # again: another process may have written
+    atomic_write_text(output_dir / HYPOTHESES, "".join(h + "\n" for h in hyps), replace=force)
     result = {
         **s.as_dict(),
         "model": str(getattr(translator, "source", model)),
@@ -57,5 +65,29 @@ def evaluate(
         "seconds": round(seconds, 2),
         "hardware": hardware(device),
     }
-    atomic_write_text(output_dir / "scores.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(output_dir / SCORES, json.dumps(result, indent=2) + "\n", replace=force)
     return result
+
+
+def _check_output(output_dir: Path, force: bool, inputs: tuple[Path, ...]) -> None:
+    outputs = [output_dir / HYPOTHESES, output_dir / SCORES]
+    for out in outputs:
+        if any(out.exists() and p.exists() and out.samefile(p) for p in inputs):
+            raise FileExistsError(f"{out}: is an input of this evaluation; not replaced")
+    existing = [out for out in outputs if out.exists() or out.is_symlink()]
+    if not existing:
+        return
+    if not force:
+        raise FileExistsError(f"{existing[0]}: already exists (use --force to replace it)")
+    if not _is_scores(output_dir / SCORES):
+        raise FileExistsError(
+            f"{existing[0]}: not written by an evaluation (no {SCORES} of one beside it); "
+            "--force replaces only an earlier evaluation's files: choose another folder"
+        )
+
+
+def _is_scores(path: Path) -> bool:
+    try:
+        return "bleu_signature" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False

@@ -1,12 +1,20 @@
 """Atomic file writes and checksums: a reader never sees a half-written file.
 
 A write goes to a hidden temporary file beside its target (`.NAME.XXXXXXXX.tmp`), is
-fsynced, then renamed over the target. A process killed mid-write leaves the target as it
-was, plus possibly that temporary file, which `remove_stale_temporaries` clears on restart.
+fsynced, then renamed over the target (or, with `replace=False`, linked to it: that fails
+when the target exists, so two writers never silently replace each other). A process killed
+mid-write leaves the target as it was, plus possibly that temporary file, which
+`remove_stale_temporaries` clears on restart. Files get the permissions the umask gives
+(as `open` would), not the 0600 of a temporary file.
+
+`FolderLock` makes a folder single-writer: an advisory lock that the kernel releases when its
+process ends, however it ends (SIGKILL included), so a crashed run never needs cleaning up.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import io
 import logging
@@ -20,22 +28,32 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`.
+def atomic_write_bytes(path: str | Path, data: bytes, replace: bool = True) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it over `path`;
+    with `replace=False`, publish it only if `path` does not exist (FileExistsError if it
+    does, also when another process created it meanwhile).
 
     On failure (a full disk, say) `path` keeps its previous content and the OSError names
     `path`, which the one a failing `write` raises does not.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and fails when `path` exists
+            os.unlink(tmp)
         _fsync_dir(path.parent)
+    except FileExistsError:
+        Path(tmp).unlink(missing_ok=True)
+        raise FileExistsError(f"{path}: already exists (made meanwhile?); not replaced") from None
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         if e.errno is None:
@@ -44,6 +62,29 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def temporary_prefix(path: Path) -> str:
+    """`.NAME.` for the temporary files and folders of writes to `path`; a long NAME is
+    shortened (keeping a hash of it) so that the temporary name stays legal (255 bytes)."""
+    name = path.name
+    if len(name.encode()) > 160:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = f"{name.encode()[:120].decode(errors='ignore')}~{digest}"
+    return f".{name}."
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:
@@ -58,14 +99,14 @@ def remove_stale_temporaries(folder: str | Path) -> int:
     return removed
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, replace: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), replace=replace)
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
+def atomic_torch_save(obj: Any, path: str | Path, replace: bool = True) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), replace=replace)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -87,3 +128,48 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+class FolderBusyError(RuntimeError):
+    """Another process holds the folder's lock."""
+
+
+class FolderLock:
+    """Hold `FOLDER/.lock` (created if needed, with the folder) while a command writes there.
+
+    A second process fails at once with `FolderBusyError` naming the holder's PID. The lock
+    is `flock`'s: the kernel drops it when the holder's last descriptor closes, so a killed
+    holder (even by SIGKILL) leaves nothing to clean up; the file itself stays, harmless.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str | Path, what: str):
+        self.path = Path(folder) / self.NAME
+        self.what = what
+        self._fd: int | None = None
+
+    def __enter__(self) -> FolderLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise FolderBusyError(
+                    f"{self.path.parent}: in use by another process (PID {holder}); "
+                    f"one {self.what} at a time per folder: wait for it to end or choose "
+                    "another folder"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None

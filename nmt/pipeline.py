@@ -24,6 +24,10 @@ process). A stage whose marker exists is skipped; a marker written with other se
 an error (delete the stage's outputs and its marker, or choose another root). An
 interrupted stage resumes where it stopped: training with `resume` when `last.pt` exists,
 distillation from its chunk files, export per model, benchmarking per cell.
+
+Distillation starts only from a teacher whose dev BLEU reaches `teacher_min_bleu`, and
+stops with an error when the teacher gives one output for a large share of the corpus
+(`distill.filters.max_top_share`): an undertrained teacher is an error, not a zoo.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from nmt.bench.grid import _NAME
 from nmt.bench.grid import _build as build_config
 from nmt.config import ConfigError, RunConfig, apply_overrides, load_run_config, load_yaml, replace
 from nmt.distill import DistillConfig
-from nmt.fileio import atomic_write_text
+from nmt.fileio import FolderLock, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +148,9 @@ class PipelineConfig:
     name: str = "pipeline"
     data_dir: str = ""  # dataset files for every run (like --data-dir); empty: the configs'
     teacher_export: str = "int8"  # weight type of the teacher export that distils ("": PyTorch)
+    # Distil only from a teacher of at least this dev BLEU (0: no floor; see check_teacher).
+    # An untrained or collapsed model scores 0-2, the quickstart's teacher 20-30.
+    teacher_min_bleu: float = 10.0
     share_tokenizer: bool = True  # students reuse the teacher's SentencePiece model
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportStage = field(default_factory=ExportStage)
@@ -153,6 +160,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         _check(len(self.students) > 0, "students", "list at least one student")
+        _check(0 <= self.teacher_min_bleu <= 100, "teacher_min_bleu", "must be in [0, 100]")
         _check(
             not self.zoo or self.export.teacher,
             "zoo",
@@ -295,7 +303,13 @@ def run_pipeline(config: PipelineConfig, until: str | None = None) -> PipelineRe
     if until is not None and until not in names:
         raise ConfigError(f"--until: unknown stage {until!r} (stages: {', '.join(names)})")
     root = Path(config.root)
-    root.mkdir(parents=True, exist_ok=True)
+    with FolderLock(root, "nmt-pipeline"):  # one pipeline at a time in a root
+        return _run_stages(config, stages, root, until)
+
+
+def _run_stages(
+    config: PipelineConfig, stages: list[Stage], root: Path, until: str | None
+) -> PipelineResult:
     atomic_write_text(root / "pipeline.json", json.dumps(_json(asdict(config)), indent=2) + "\n")
     result = PipelineResult(root)
     for stage in stages:
@@ -354,14 +368,47 @@ def train_stage(run: RunConfig) -> dict[str, Any]:
 
 
 def distill_stage(c: PipelineConfig, teacher: RunConfig) -> dict[str, Any]:
+    from nmt.checkpoint import find_checkpoint
     from nmt.distill import distill
 
     model = Path(teacher.run_dir)
+    check_teacher(c, find_checkpoint(model))
     if c.teacher_export:
         out = Path(c.root) / "exports" / f"{c.teacher.name}-distill-{c.teacher_export}"
         model = _export_once(model, out, c.teacher_export, vmap=None)
     result = distill(model, teacher.data, Path(c.root) / "distilled", c.distill)
     return {k: v for k, v in result.stats.items() if k not in ("examples", "hardware")}
+
+
+def check_teacher(c: PipelineConfig, checkpoint: Path) -> None:
+    """Stop before distilling when the teacher's dev BLEU (its run's summary.json, for the
+    checkpoint that would distil) is below `teacher_min_bleu`: its students would learn its
+    mistakes (the quickstart on a slow CPU: a teacher at 0.56 gave one sentence for all and
+    students at 1.7). A dev BLEU the run did not measure (train.valid_bleu: false) is not
+    judged."""
+    from nmt.distill import checkpoint_dev_bleu
+
+    if not c.teacher_min_bleu:
+        return
+    bleu = checkpoint_dev_bleu(checkpoint)
+    if bleu is None:
+        log.warning(
+            "%s: the teacher's dev BLEU is unknown (train.valid_bleu: false?); "
+            "teacher_min_bleu %g not applied",
+            checkpoint,
+            c.teacher_min_bleu,
+        )
+    elif bleu < c.teacher_min_bleu:
+        marker = Path(c.root) / "stages" / "teacher.json"
+        raise PipelineError(
+            f"the teacher's dev BLEU {bleu:.2f} ({checkpoint}) is below teacher_min_bleu "
+            f"{c.teacher_min_bleu:g}: distilling it would teach the students its mistakes. "
+            "Train it longer (more updates: raise train.max_steps or train.max_minutes in "
+            f"teacher.set, delete {marker} and {checkpoint.parent / 'summary.json'}, and run "
+            "again: it resumes from last.pt), or set teacher_min_bleu: 0 to distil anyway"
+        )
+    else:
+        log.info("teacher: dev BLEU %.2f (teacher_min_bleu %g)", bleu, c.teacher_min_bleu)
 
 
 def export_stage(

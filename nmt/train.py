@@ -40,7 +40,13 @@ from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
 from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
 from nmt.datasets import split_files
-from nmt.fileio import atomic_torch_save, atomic_write_text, remove_stale_temporaries
+from nmt.decoding import cap_threads
+from nmt.fileio import (
+    FolderLock,
+    atomic_torch_save,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
 from nmt.model import PAD, Transformer
 from nmt.scoring import score
 from nmt.tokenizer import Tokenizer, train_tokenizer
@@ -161,6 +167,11 @@ class TrainState:
     best_loss: float = float("inf")
     bad_validations: int = 0
     validations: list[dict[str, Any]] = field(default_factory=list)
+    # The log window's sums since the last log line (loss, nll, target tokens): saved with
+    # the checkpoint, so a resumed run logs and counts exactly what an uninterrupted one does.
+    window_loss: float = 0.0
+    window_nll: float = 0.0
+    window_tokens: int = 0
 
 
 class Trainer:
@@ -170,7 +181,7 @@ class Trainer:
         self.resume = resume
         c = config.train
         if c.threads:
-            torch.set_num_threads(c.threads)
+            torch.set_num_threads(cap_threads(c.threads, "train.threads"))
         self.device = pick_device(c.device)
         self.amp_dtype = pick_precision(c.precision, self.device)
         self._prepare_run_dir()
@@ -190,6 +201,13 @@ class Trainer:
         self.batches = EpochIterator(self.train_data, c.batch_tokens, c.seed)
         if resume and (self.run_dir / "last.pt").exists():
             self._restore(self.run_dir / "last.pt")
+        # The log window's sums (loss, nll, target tokens), as tensors: one host sync a log.
+        s = self.state
+        self.window = (
+            torch.tensor(s.window_loss, dtype=torch.float32, device=self.device),
+            torch.tensor(s.window_nll, dtype=torch.float32, device=self.device),
+            torch.tensor(s.window_tokens, dtype=torch.int64, device=self.device),
+        )
         self._trim_log()
         self.forward = torch.compile(self.model, dynamic=True) if c.compile else self.model
 
@@ -302,7 +320,7 @@ class Trainer:
         return {
             "tokenizer_model": self.tokenizer.model_proto,
             "step": self.state.step,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
 
     def save(self, snapshot: bool = True) -> None:
@@ -321,6 +339,9 @@ class Trainer:
 
     def _save(self, snapshot: bool) -> None:
         step = self.state.step
+        loss, nll, tokens = self.window
+        self.state.window_loss, self.state.window_nll = float(loss), float(nll)
+        self.state.window_tokens = int(tokens)
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
@@ -536,8 +557,7 @@ class Trainer:
         if self.device.type == "cpu" and c.precision == "auto" and self.amp_dtype is None:
             log.info("no native bf16 on this CPU: float32 (bf16 is ~1.8x faster where native)")
         self.model.train()
-        window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "start": time.perf_counter()}
-        acc_loss = acc_nll = acc_tok = 0
+        window_start = time.perf_counter()
         session_start = time.perf_counter()
         elapsed0 = s.elapsed
         stop_reason = "max_steps"
@@ -552,11 +572,13 @@ class Trainer:
         while s.step < c.max_steps:
             loss, nll, ntok = self.train_step()
             s.step += 1
-            acc_loss, acc_nll, acc_tok = acc_loss + loss, acc_nll + nll, acc_tok + ntok
+            acc_loss, acc_nll, acc_tok = self.window
+            self.window = (acc_loss + loss, acc_nll + nll, acc_tok + ntok)
             bar.update(1)
             s.elapsed = elapsed0 + time.perf_counter() - session_start
             if s.step % c.log_every == 0:
                 now = time.perf_counter()
+                acc_loss, acc_nll, acc_tok = self.window
                 tokens = int(acc_tok)  # the only host sync of the interval
                 record = {
                     "type": "train",
@@ -565,7 +587,7 @@ class Trainer:
                     "lr": self.scheduler.get_last_lr()[0],
                     "loss": float(acc_loss) / tokens,
                     "ppl": math.exp(min(float(acc_nll) / tokens, 50.0)),
-                    "tgt_tokens_per_s": tokens / (now - window["start"]),
+                    "tgt_tokens_per_s": tokens / (now - window_start),
                     "elapsed_s": round(s.elapsed, 1),
                 }
                 s.target_tokens += tokens
@@ -584,8 +606,8 @@ class Trainer:
                     record["tgt_tokens_per_s"],
                 )
                 self._log_json(record)
-                acc_loss = acc_nll = acc_tok = 0
-                window["start"] = now
+                self.window = tuple(torch.zeros_like(t) for t in self.window)
+                window_start = now
             out_of_time = c.max_minutes > 0 and s.elapsed >= c.max_minutes * 60
             stop = False
             if s.step % c.valid_every == 0 or out_of_time or s.step == c.max_steps:
@@ -594,7 +616,7 @@ class Trainer:
                     stop_reason = f"early stopping (patience {c.patience})"
             if s.step % c.save_every == 0 or out_of_time or stop or s.step == c.max_steps:
                 self.save()
-                window["start"] = time.perf_counter()  # don't bill checkpoint time to tok/s
+                window_start = time.perf_counter()  # don't bill checkpoint time to tok/s
             if out_of_time and not stop:
                 stop_reason = f"time budget ({c.max_minutes} min)"
             if out_of_time or stop:
@@ -611,12 +633,14 @@ class Trainer:
         c, s = self.config.train, self.state
         summary: dict[str, Any] = {
             "nmt_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "stop_reason": stop_reason,
             "steps": s.step,
             "wall_time_s": round(s.elapsed, 1),
-            "target_tokens": s.target_tokens,
-            "mean_tgt_tokens_per_s": round(s.target_tokens / max(s.elapsed, 1e-9), 1),
+            "target_tokens": s.target_tokens + int(self.window[2]),  # + the unlogged steps'
+            "mean_tgt_tokens_per_s": round(
+                (s.target_tokens + int(self.window[2])) / max(s.elapsed, 1e-9), 1
+            ),
             "epochs": self.batches.epoch,
             "device": str(self.device),
             "precision": str(self.amp_dtype or "fp32"),
@@ -646,4 +670,16 @@ class Trainer:
 
 
 def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
-    return Trainer(config, resume=resume).run()
+    """Train (or with `resume`, continue) the run of `config` in its `run_dir`, which one
+    process at a time may write: a second `train` on it fails at once, naming the first's PID.
+    Nothing is created before the corpus files are found."""
+    for split in (config.data.train, config.data.valid):
+        for path in resolve_split(config, split):
+            if not path.is_file():
+                raise CorpusError(f"{path}: file not found (data.{_split_key(config, split)})")
+    with FolderLock(config.run_dir, "nmt-train"):
+        return Trainer(config, resume=resume).run()
+
+
+def _split_key(config: RunConfig, split: str) -> str:
+    return "train" if split == config.data.train else "valid"

@@ -11,7 +11,6 @@ so one line in is one line out for any reader of the output.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -21,7 +20,21 @@ import torch
 from nmt.backends.ct2 import is_ct2_export, load_ct2
 from nmt.backends.onnx import is_onnx_export, load_onnx
 from nmt.batching import pad_sources, token_batches
-from nmt.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from nmt.checkpoint import (
+    RUN_CHECKPOINTS,
+    CheckpointError,
+    find_checkpoint,
+    load_checkpoint,
+    model_from_checkpoint,
+)
+from nmt.decoding import (
+    Decoding,
+    cap_threads,
+    check_threads,
+    fits_in_memory,
+    is_out_of_memory,
+    out_of_memory,
+)
 from nmt.inputs import encode_nonblank
 from nmt.model import EOS, Transformer
 from nmt.search import SearchOptions, search
@@ -31,9 +44,6 @@ log = logging.getLogger(__name__)
 
 # Everything `str.splitlines` breaks at.
 _LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
-
-# Preference order of checkpoints inside a run folder.
-RUN_CHECKPOINTS = ("averaged.pt", "best.pt", "last.pt")
 
 
 class TorchTranslator:
@@ -49,6 +59,7 @@ class TorchTranslator:
         threads: int = 0,
         source: str = "",
     ):
+        threads = cap_threads(threads, "threads")
         if threads > 0:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
@@ -67,6 +78,8 @@ class TorchTranslator:
         max_len_b: int = 10,
         min_len: int = 1,
     ) -> list[str]:
+        # A ConfigError naming the option for an impossible value, before any work.
+        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
         opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
         outputs = [""] * len(lines)
         todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
@@ -80,28 +93,18 @@ class TorchTranslator:
 
 
 def load_torch(path: Path, device: str = "cpu", threads: int = 0, **_: object) -> TorchTranslator:
+    check_threads(threads, "threads")  # before the model is loaded
     ckpt = find_checkpoint(path)
-    state = load_checkpoint(ckpt)
-    tokenizer = Tokenizer(state["tokenizer_model"], f"{ckpt}:tokenizer_model")
-    return TorchTranslator(model_from_checkpoint(state), tokenizer, device, threads, str(ckpt))
-
-
-def find_checkpoint(path: Path) -> Path:
-    """The checkpoint of a .pt path or a run folder: the one the run's summary.json chose
-    (`checkpoint`: the averaged model, or best.pt when averaging scored lower on dev), else
-    the first of RUN_CHECKPOINTS there."""
-    if path.is_file():
-        return path
+    if not fits_in_memory(ckpt, copies=2):  # the checkpoint, then the model built from it
+        raise CheckpointError(out_of_memory(ckpt, copies=2))
     try:
-        chosen = json.loads((path / "summary.json").read_text(encoding="utf-8")).get("checkpoint")
-    except (OSError, ValueError, AttributeError):
-        chosen = None
-    if chosen and (path / chosen).is_file():
-        return path / chosen
-    for name in RUN_CHECKPOINTS:
-        if (path / name).is_file():
-            return path / name
-    raise CheckpointError(f"{path}: no checkpoint found (looked for {', '.join(RUN_CHECKPOINTS)})")
+        state = load_checkpoint(ckpt)
+        tokenizer = Tokenizer(state["tokenizer_model"], f"{ckpt}:tokenizer_model")
+        return TorchTranslator(model_from_checkpoint(state), tokenizer, device, threads, str(ckpt))
+    except (MemoryError, RuntimeError) as e:  # PyTorch's allocators raise RuntimeError
+        if isinstance(e, CheckpointError) or not is_out_of_memory(e):
+            raise
+        raise CheckpointError(out_of_memory(ckpt)) from None
 
 
 def _is_torch(path: Path) -> bool:

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from nmt.checkpoint import load_checkpoint
+from nmt.checkpoint import RUN_CHECKPOINTS, find_checkpoint, load_checkpoint
 from nmt.data import read_parallel
 from nmt.fileio import atomic_write_text
 from nmt.model import EOS, UNK
@@ -415,13 +415,9 @@ def tokenizer_from(path: str | Path) -> Tokenizer:
         return Tokenizer.from_file(path)
     if path.is_dir() and (path / "spm.model").is_file() and not _has_checkpoint(path):
         return Tokenizer.from_file(path / "spm.model")  # an export folder
-    from nmt.translate import find_checkpoint  # imports every backend: only when needed
-
     ckpt = find_checkpoint(path)
     return Tokenizer(load_checkpoint(ckpt)["tokenizer_model"], f"{ckpt}:tokenizer_model")
 
 
 def _has_checkpoint(path: Path) -> bool:
-    from nmt.translate import RUN_CHECKPOINTS
-
     return any((path / name).is_file() for name in RUN_CHECKPOINTS)

@@ -86,6 +86,9 @@ def test_distilled_folder_is_aligned_and_describes_itself(teacher, tmp_path):
     assert stats["target_pieces"] > 0 and stats["translate_seconds"] > 0
     assert stats["target_pieces_per_s"] > 0 and stats["chunks"] == 7
     assert stats["settings"]["beam_size"] == 2 and stats["hardware"]["cpus"] >= 1
+    top = stats["top_output"]  # the toy corpus repeats 8 pairs: not judged (8 sources)
+    assert top["line"] in kept_tgt and top["lines"] == kept_tgt.count(top["line"])
+    assert top["kept_sources"] <= 8 and "most frequent output" in result.summary()
 
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["teacher"]["backend"] == "pytorch"
@@ -160,7 +163,7 @@ def test_another_job_needs_force(teacher, tmp_path, monkeypatch):
     (tmp_path / "busy" / "notes.txt").write_text("mine\n")
     with pytest.raises(DistillError, match="holds no distillation"):
         distill(teacher / "run", data, tmp_path / "busy", CONFIG)
-    with pytest.raises(DistillError, match="source corpus folder"):
+    with pytest.raises(DistillError, match="holds or lies inside the input"):
         distill(teacher / "run", data, teacher / "toy", CONFIG)
 
 
@@ -255,6 +258,84 @@ def test_distill_counts_what_a_bad_teacher_produces(teacher, tmp_path, monkeypat
     assert read(tmp_path / "d" / "train.de") == [hyps[i] for i in good]
 
 
+def scripted_teacher(monkeypatch, answer) -> None:
+    """The teacher answers each source line with `answer(line)`."""
+
+    class Scripted:
+        def translate(self, lines, **options):
+            return [answer(line) for line in lines]
+
+    monkeypatch.setattr(distill_module, "_load_teacher", lambda teacher, config: Scripted())
+
+
+def write_corpus(folder: Path, sources: list[str]) -> DataConfig:
+    folder.mkdir()
+    (folder / "train.en").write_text("".join(f"{s}\n" for s in sources))
+    (folder / "train.de").write_text("".join(f"{s}\n" for s in sources))
+    return source_data(str(folder))
+
+
+def test_a_teacher_that_says_one_thing_is_an_error(teacher, tmp_path, monkeypatch):
+    """The quickstart on a slow CPU: an undertrained teacher answers every sentence with
+    "Ein Mann in einem."; each pair passes the per-line filters, the corpus does not."""
+    sources = [f"a man with {i} dogs walks" for i in range(200)]
+    data = write_corpus(tmp_path / "corpus", sources)
+    scripted_teacher(monkeypatch, lambda line: "Ein Mann in einem.")
+    out = tmp_path / "d"
+    with pytest.raises(DistillError) as e:
+        distill(teacher / "run", data, out, DistillConfig())
+    message = str(e.value)
+    assert "degenerate: 200 of 200 kept lines (100.0%) are 'Ein Mann in einem.'" in message
+    assert "filters.max_top_share 0.05" in message and "undertrained (dev BLEU" in message
+    assert "\n" not in message
+    stats = json.loads((out / "stats.json").read_text())  # written, to look at
+    assert stats["top_output"] == {
+        "line": "Ein Mann in einem.",
+        "lines": 200,
+        "share": 1.0,
+        "sources": 200,
+        "source_share": 1.0,
+        "kept_sources": 200,
+    }
+    assert not (out / "train.de").exists()  # nothing a student could learn from
+
+    # A looser threshold filters again without translating (1: never an error).
+    monkeypatch.setattr(distill_module, "_load_teacher", None)
+    loose = DistillConfig(filters=FilterConfig(max_top_share=1.0))
+    result = distill(teacher / "run", data, out, loose)
+    assert result.stats["kept"] == 200 and len(read(out / "train.de")) == 200
+    assert "most frequent output: 200 of 200 kept lines (100.0%)" in result.summary()
+
+
+def test_top_output_share_threshold(teacher, tmp_path, monkeypatch):
+    """Over the threshold is an error, at it is not; a pair repeated by the corpus repeats
+    its translation (judged by different sources); a tiny corpus is not judged."""
+    sources = [f"a man with {i} dogs walks" for i in range(200)]
+    data = write_corpus(tmp_path / "corpus", sources)
+
+    def answer(same: int):
+        return lambda line: (
+            "ein mann geht" if int(line.split()[3]) < same else f"ein mann mit {line.split()[3]}"
+        )
+
+    scripted_teacher(monkeypatch, answer(10))  # 10 of 200 different sources: 5%
+    stats = distill(teacher / "run", data, tmp_path / "at", DistillConfig()).stats
+    assert stats["top_output"]["lines"] == 10 and stats["top_output"]["share"] == 0.05
+    scripted_teacher(monkeypatch, answer(11))
+    with pytest.raises(DistillError, match=r"11 of 200 kept lines \(5\.5%\) are 'ein mann geht'"):
+        distill(teacher / "run", data, tmp_path / "over", DistillConfig())
+
+    repeated = write_corpus(tmp_path / "repeated", SOURCES * 30)  # 8 sentences, 240 lines
+    scripted_teacher(monkeypatch, dict(zip(SOURCES, TARGETS, strict=True)).get)
+    top = distill(teacher / "run", repeated, tmp_path / "r", DistillConfig()).stats["top_output"]
+    assert top["lines"] == 30 and top["sources"] == 1 and top["kept_sources"] == 8
+
+    tiny = write_corpus(tmp_path / "tiny", sources[:99])  # under top_share_min_sources
+    scripted_teacher(monkeypatch, lambda line: "Ein Mann in einem.")
+    top = distill(teacher / "run", tiny, tmp_path / "t", DistillConfig()).stats["top_output"]
+    assert top["share"] == 1.0 and top["kept_sources"] == 99
+
+
 # --- configuration -------------------------------------------------------------------------
 
 
@@ -270,3 +351,20 @@ def test_config_errors_name_the_key(tmp_path):
     assert source_data(str(tmp_path)).data_dir == str(tmp_path)
     with pytest.raises(ConfigError, match="neither a registered dataset"):
         source_data(str(tmp_path / "nowhere"))
+
+
+def test_force_never_touches_a_folder_that_is_not_a_distillation(teacher, tmp_path):
+    from nmt.fileio import FolderBusyError, FolderLock
+
+    data = toy_data(teacher)
+    user = tmp_path / "user"
+    (user / "parts").mkdir(parents=True)  # the user's own parts/, nothing of ours
+    (user / "parts" / "chapter.txt").write_text("mine\n")
+    with pytest.raises(DistillError, match="holds no distillation"):
+        distill(teacher / "run", data, user, CONFIG, force=True)
+    assert (user / "parts" / "chapter.txt").read_text() == "mine\n"
+    for inside in (teacher, teacher / "run", teacher / "run" / "sub"):  # inputs: never
+        with pytest.raises(DistillError, match="holds or lies inside the input"):
+            distill(teacher / "run", data, inside, CONFIG, force=True)
+    with FolderLock(tmp_path / "d", "test"), pytest.raises(FolderBusyError, match="PID"):
+        distill(teacher / "run", data, tmp_path / "d", CONFIG)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from nmt.cli import pipeline_main
 from nmt.config import ConfigError, load_run_config
 from nmt.pipeline import (
     PipelineError,
@@ -275,6 +277,30 @@ def test_interrupted_pipeline_resumes_at_the_next_stage(tmp_path, monkeypatch):
         run_pipeline(changed)
 
 
+def test_an_undertrained_teacher_stops_the_pipeline_before_distilling(
+    tmp_path, monkeypatch, capsys
+):
+    """20 updates: the teacher's dev BLEU is far below the default floor; nmt-pipeline
+    ends with one error line and exit 2, nothing exported or distilled. Floor 0: it goes on."""
+    path = tiny_pipeline(tmp_path, bench=False)
+    short = "teacher.set=[train.max_steps=20, train.valid_bleu=true]"
+    with monkeypatch.context() as m:
+        forbid(m, "nmt.distill.distill", "nmt.export.export")
+        assert pipeline_main([str(path), "--set", short]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1
+    match = re.search(r"dev BLEU ([\d.]+) .* below teacher_min_bleu 10", error)
+    assert match and float(match.group(1)) < 10, error
+    assert "more updates" in error and "teacher_min_bleu: 0" in error
+    out = tmp_path / "out"
+    assert [p.stem for p in (out / "stages").glob("*.json")] == ["teacher"]
+    assert not (out / "exports").exists() and not (out / "distilled").exists()
+
+    config = load_pipeline_config(path, [short, "teacher_min_bleu=0"])  # no floor
+    result = run_pipeline(config, until="distill")
+    assert result.skipped == ["teacher"] and result.ran == ["distill"]
+
+
 def test_training_stage_resumes_a_killed_run(tmp_path, toy_corpus, caplog):
     train(toy_config(tmp_path / "run", toy_corpus, "train.max_steps=15"))
     (tmp_path / "run" / "summary.json").unlink()  # killed after its last checkpoint
@@ -283,3 +309,12 @@ def test_training_stage_resumes_a_killed_run(tmp_path, toy_corpus, caplog):
     assert summary["steps"] == 30 and "resumed from" in caplog.text
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").open()]
     assert [r["step"] for r in records if r["type"] == "train"] == [5, 10, 15, 20, 25, 30]
+
+
+def test_one_pipeline_at_a_time_per_root(tmp_path):
+    from nmt.fileio import FolderBusyError, FolderLock
+
+    config = load_pipeline_config(tiny_pipeline(tmp_path, bench=False))
+    with FolderLock(config.root, "test"), pytest.raises(FolderBusyError, match="PID"):
+        run_pipeline(config)
+    assert not (Path(config.root) / "stages").exists()  # nothing ran

@@ -115,7 +115,8 @@ def test_missing_corpus_file_is_one_line(tmp_path, capsys):
     data = write_corpus(tmp_path / "data")
     (data / "train.de").unlink()
     assert train_main(toy_sets(tmp_path / "run", data)) == 2
-    assert one_line_error(capsys) == f"error: {data / 'train.de'}: file not found"
+    assert one_line_error(capsys) == f"error: {data / 'train.de'}: file not found (data.train)"
+    assert not (tmp_path / "run").exists()  # nothing created for a run that cannot start
 
 
 def test_crlf_and_control_characters_are_cleaned_and_counted(tmp_path, caplog):

@@ -16,36 +16,37 @@ from .conftest import TOY_PAIRS
 
 
 def toy_config(run_dir, data_dir, *extra):
-    return load_run_config(
-        None,
-        [
-            f"run_dir={run_dir}",
-            f"data.data_dir={data_dir}",
-            "data.valid=val",
-            "tokenizer.vocab_size=60",
-            "tokenizer.byte_fallback=false",
-            "model.d_model=64",
-            "model.heads=4",
-            "model.ffn=128",
-            "model.enc_layers=2",
-            "model.dec_layers=2",
-            "model.dropout=0.0",
-            "model.attn_dropout=0.0",
-            "model.max_positions=64",
-            "train.precision=fp32",
-            "train.threads=1",
-            "train.batch_tokens=64",
-            "train.lr=0.003",
-            "train.warmup_steps=20",
-            "train.label_smoothing=0.0",
-            "train.log_every=5",
-            "train.valid_every=1000",
-            "train.valid_bleu=false",
-            "train.save_every=10",
-            "train.keep_last=3",
-            *extra,
-        ],
-    )
+    return load_run_config(None, toy_overrides(run_dir, data_dir, *extra))
+
+
+def toy_overrides(run_dir, data_dir, *extra) -> list[str]:
+    return [
+        f"run_dir={run_dir}",
+        f"data.data_dir={data_dir}",
+        "data.valid=val",
+        "tokenizer.vocab_size=60",
+        "tokenizer.byte_fallback=false",
+        "model.d_model=64",
+        "model.heads=4",
+        "model.ffn=128",
+        "model.enc_layers=2",
+        "model.dec_layers=2",
+        "model.dropout=0.0",
+        "model.attn_dropout=0.0",
+        "model.max_positions=64",
+        "train.precision=fp32",
+        "train.threads=1",
+        "train.batch_tokens=64",
+        "train.lr=0.003",
+        "train.warmup_steps=20",
+        "train.label_smoothing=0.0",
+        "train.log_every=5",
+        "train.valid_every=1000",
+        "train.valid_bleu=false",
+        "train.save_every=10",
+        "train.keep_last=3",
+        *extra,
+    ]
 
 
 def train_losses(run_dir):
@@ -97,10 +98,12 @@ def test_sigterm_saves_at_the_step_and_resumes_to_the_same_run(tmp_path, toy_cor
     snapshots = sorted(p.name for p in (tmp_path / "part" / "checkpoints").iterdir())
     assert snapshots == ["step_10.pt"]  # no off-grid snapshot to skew averaging
     monkeypatch.setattr(Trainer, "train_step", step_once)
-    train(part, resume=True)
-    # The log line at step 15 averages steps 14-15 only (the resumed interval); others match.
-    resumed, uninterrupted = train_losses(tmp_path / "part"), train_losses(tmp_path / "full")
-    assert [r for r in resumed if r[0] != 15] == [r for r in uninterrupted if r[0] != 15]
+    summary = train(part, resume=True)
+    # The log window (steps 11-13 here) is saved with the checkpoint: the line at step 15
+    # covers steps 11-15 as in the uninterrupted run, and no target token goes uncounted.
+    assert train_losses(tmp_path / "part") == train_losses(tmp_path / "full")
+    full_summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["target_tokens"] == full_summary["target_tokens"]
     a = load_checkpoint(tmp_path / "full" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "part" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -159,3 +162,53 @@ def test_translate_cli_keeps_lines_aligned(tmp_path, toy_corpus):
     lines = out.read_text().split("\n")
     assert len(lines) == 5 and lines[-1] == ""  # 4 lines, each newline-terminated
     assert lines[1] == "" and lines[2] == ""
+
+
+def test_one_trainer_per_run_folder_and_resume_after_kill(tmp_path, toy_corpus):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from nmt.fileio import FolderBusyError
+
+    run = tmp_path / "run"
+    sets = [a for kv in toy_overrides(run, toy_corpus) for a in ("--set", kv)]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "nmt", "train", *sets, "--set", "train.max_steps=100000"],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last.pt").exists():  # the first trainer is under way
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        with pytest.raises(FolderBusyError, match=f"PID {first.pid}"):
+            train(toy_config(run, toy_corpus, "train.max_steps=100000"), resume=True)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    step = load_checkpoint(run / "last.pt")["step"]
+    summary = train(toy_config(run, toy_corpus, f"train.max_steps={step + 5}"), resume=True)
+    assert summary["steps"] == step + 5  # no cleanup needed after the kill
+
+
+def test_train_without_a_config_says_so_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    from nmt.cli import train_main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        train_main([])
+    assert exited.value.code == 2
+    assert "--config is needed" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    # a config whose corpus is missing: one line, and no run folder left behind
+    assert train_main(["--set", "run_dir=runs/x", "--set", "data.data_dir=nowhere"]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("run_dir", ["", ".", "  ", "./"])
+def test_the_current_folder_is_no_run_folder(run_dir):
+    with pytest.raises(ConfigError, match="run_dir"):
+        load_run_config(None, [f"run_dir={run_dir}"])

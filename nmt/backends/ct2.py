@@ -42,6 +42,7 @@ from pathlib import Path
 import ctranslate2
 import torch
 
+from nmt.decoding import Decoding, cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
 from nmt.export.ct2 import EXPORT_INFO, TOKENIZER_FILE, ExportError, read_export_info
 from nmt.inputs import encode_nonblank
 from nmt.model import BOS, PAD
@@ -64,6 +65,8 @@ class CT2Translator:
         inter_threads: int = 1,
         exact_length_limits: bool = False,
     ):
+        threads = cap_threads(threads, "threads")
+        inter_threads = cap_threads(inter_threads, "inter_threads", minimum=1)  # 0 hangs
         self.path = Path(path)
         self.source = str(self.path)
         self.info = read_export_info(self.path)
@@ -71,6 +74,8 @@ class CT2Translator:
         self.tokenizer = Tokenizer(spm_path.read_bytes(), str(spm_path))
         if self.tokenizer.sha256() != self.info["tokenizer"]["sha256"]:
             raise ExportError(f"{spm_path}: does not match the sha256 in {EXPORT_INFO}")
+        if not fits_in_memory(self.path):  # short of memory, CTranslate2 may abort the process
+            raise ExportError(out_of_memory(self.path))
         try:
             self.translator = ctranslate2.Translator(
                 str(self.path),
@@ -79,7 +84,9 @@ class CT2Translator:
                 inter_threads=inter_threads,
                 intra_threads=threads,
             )
-        except RuntimeError as e:  # a model.bin of another CTranslate2 version, a torn one
+        except (MemoryError, RuntimeError) as e:  # also: another CTranslate2, a torn model.bin
+            if is_out_of_memory(e):
+                raise ExportError(out_of_memory(self.path)) from None
             raise ExportError(
                 f"{self.path}: CTranslate2 {ctranslate2.__version__} cannot load this export "
                 f"(written by CTranslate2 {self.info.get('ctranslate2_version')}): {e}"
@@ -106,6 +113,8 @@ class CT2Translator:
         """Translate `lines`; empty or whitespace-only lines give "" without reaching the
         model. `use_vmap` (default: whenever the export has a vmap.txt) restricts the
         output vocabulary per batch, which PyTorch does not do."""
+        # A ConfigError naming the option for an impossible value, before any work.
+        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
         outputs = [""] * len(lines)
         todo, pieces = encode_nonblank(lines, self.tokenizer.encode_pieces, self.max_input - 1)
         if not pieces:

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 
 from nmt.batching import token_batches
+from nmt.decoding import Decoding, cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
 from nmt.export.onnx import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -63,6 +64,7 @@ class OnnxTranslator:
     backend = "onnx"
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int = 0):
+        threads = cap_threads(threads, "threads")
         self.path = Path(path)
         self.source = str(self.path)
         self.info = read_export_info(self.path)
@@ -75,13 +77,20 @@ class OnnxTranslator:
                 f"device {device!r} is not available to ONNX Runtime here "
                 f"(providers: {', '.join(ort.get_available_providers())})"
             )
+        if not fits_in_memory(self.path):
+            raise ExportError(out_of_memory(self.path))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: ONNX Runtime's default
 
         def session(name: str) -> ort.InferenceSession:
-            return ort.InferenceSession(
-                str(self.path / name), options, providers=[PROVIDERS[device]]
-            )
+            try:
+                return ort.InferenceSession(
+                    str(self.path / name), options, providers=[PROVIDERS[device]]
+                )
+            except Exception as e:  # ONNX Runtime's errors derive from Exception only
+                if is_out_of_memory(e):
+                    raise ExportError(out_of_memory(self.path)) from None
+                raise
 
         self.encoder, self.decoder = session(ENCODER_FILE), session(DECODER_FILE)
         self.device, self.threads = device, threads
@@ -106,7 +115,8 @@ class OnnxTranslator:
     ) -> list[str]:
         """Translate `lines`; empty or whitespace-only lines give "" without reaching the
         model."""
-
+        # A ConfigError naming the option for an impossible value, before any work.
+        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
         opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
         outputs = [""] * len(lines)
         todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)

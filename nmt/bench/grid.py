@@ -28,6 +28,7 @@ from typing import Any
 
 from nmt.config import ConfigError, apply_overrides, load_yaml
 from nmt.datasets import DATASETS, get_file
+from nmt.decoding import check_option, check_threads
 from nmt.search import SearchOptions
 from nmt.translate import BACKENDS, find_checkpoint
 
@@ -154,8 +155,8 @@ class Decoding:
     max_batch_tokens: int = 1_000_000
 
     def __post_init__(self) -> None:
-        _check(self.max_batch_tokens >= 1, "max_batch_tokens", "must be >= 1")
-        _check(self.min_len >= 0, "min_len", "must be >= 0")
+        for f in dataclasses.fields(self):  # as nmt.decoding.Decoding checks them
+            check_option(f.name, getattr(self, f.name))
 
 
 @dataclass(frozen=True)
@@ -377,8 +378,7 @@ def _resolve_model(entry: ModelEntry, key: str) -> tuple[ModelEntry, str, list[P
                 f"(known: {', '.join(sorted(known))})"
             )
     if entry.translators != 1:
-        if entry.translators < 1:
-            raise ConfigError(f"{key}.translators: must be >= 1, got {entry.translators}")
+        check_threads(entry.translators, f"{key}.translators", minimum=1)
         if backend != "ctranslate2":
             raise ConfigError(f"{key}.translators: applies to CTranslate2 exports only")
     if entry.use_vmap:

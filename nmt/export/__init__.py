@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from nmt.checkpoint import load_checkpoint
+from nmt.checkpoint import find_checkpoint, load_checkpoint
 from nmt.export.ct2 import QUANTIZATIONS, export_ct2
 from nmt.export.onnx import export_onnx
 
@@ -27,8 +27,6 @@ def export(
 ) -> Path:
     """Export the checkpoint `model` (a .pt file, or a run folder: its averaged, best or
     last checkpoint) to `out_dir` in `format`."""
-    from nmt.translate import find_checkpoint
-
     if format not in EXPORTERS:
         raise ValueError(f"unknown export format {format!r} (known: {', '.join(EXPORTERS)})")
     ckpt = find_checkpoint(Path(model))

@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,23 +42,27 @@ from torch import Tensor, nn
 
 from nmt import __version__
 from nmt.checkpoint import model_from_checkpoint
+from nmt.export.folder import (
+    EXPORT_INFO,
+    TOKENIZER_FILE,
+    ExportError,
+    check_output,
+    make_workdir,
+    recover_interrupted,
+)
+from nmt.export.folder import publish as _publish
+from nmt.export.folder import write_json as _write_json
 from nmt.fileio import file_sha256
 from nmt.model import BOS, EOS, PAD, UNK, Transformer, sinusoidal_positions
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
-EXPORT_INFO = "nmt_export.json"  # CTranslate2 writes its own config.json beside it
-TOKENIZER_FILE = "spm.model"
 FORMAT = "nmt-ctranslate2"
 FORMAT_VERSION = 1
 QUANTIZATIONS = ACCEPTED_MODEL_TYPES
 
 ACTIVATIONS = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU}
-
-
-class ExportError(RuntimeError):
-    """The checkpoint cannot be exported, or the output folder is in the way."""
 
 
 def export_ct2(
@@ -77,7 +78,8 @@ def export_ct2(
     `quantization` is any CTranslate2 weight type (int8, int8_float32, int16, float16,
     bfloat16, float32, ...); `vmap` a vocabulary mapping file copied in as `vmap.txt`
     (used when translating with `use_vmap`). An existing `out_dir` is an error unless
-    `force`, in which case it is replaced only once the new export is complete.
+    `force` and it is an earlier export (see `nmt.export.folder`), in which case it is
+    replaced only once the new export is complete.
     `checkpoint_path` is recorded as provenance.
     """
     out_dir = Path(out_dir)
@@ -86,8 +88,7 @@ def export_ct2(
             f"unknown quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})"
         )
     recover_interrupted(out_dir)
-    if out_dir.exists() and not force:
-        raise FileExistsError(f"{out_dir}: already exists (use force to replace it)")
+    check_output(out_dir, force, (checkpoint_path, vmap))
     if vmap is not None and not Path(vmap).is_file():
         raise FileNotFoundError(f"{vmap}: vocabulary mapping file not found")
 
@@ -112,7 +113,7 @@ def export_ct2(
         (staging / TOKENIZER_FILE).write_bytes(tokenizer.model_proto)
         info = export_info(checkpoint_state, model, tokenizer, quantization, vmap, checkpoint_path)
         _write_json(staging / EXPORT_INFO, info)
-        _publish(staging, out_dir, workdir)
+        _publish(staging, out_dir, workdir, force)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info("exported CTranslate2 %s model -> %s", quantization, out_dir)
@@ -246,56 +247,6 @@ class _SpecConverter(Converter):
         return self._spec
 
 
-def make_workdir(out_dir: Path) -> Path:
-    """A fresh hidden work folder beside `out_dir`, named after it and this process."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{out_dir.name}.{os.getpid()}."
-    return Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=out_dir.parent))
-
-
-def recover_interrupted(out_dir: Path) -> None:
-    """Clear the work folders of exports to `out_dir` whose process is gone (killed), first
-    putting back the previous export that a killed `force` export had moved aside."""
-    pattern = re.compile(rf"^\.{re.escape(out_dir.name)}\.(\d+)\.[^.]+\.tmp$")
-    if not out_dir.parent.is_dir():
-        return
-    for stale in out_dir.parent.iterdir():
-        match = pattern.match(stale.name)
-        if not match or not stale.is_dir() or _process_alive(int(match.group(1))):
-            continue
-        previous = stale / "previous"
-        if previous.is_dir() and not out_dir.exists():
-            previous.rename(out_dir)
-            log.warning("%s: put back the export that an interrupted export moved aside", out_dir)
-        shutil.rmtree(stale, ignore_errors=True)
-        log.info("%s: removed %s, left by an interrupted export", out_dir.parent, stale.name)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _publish(staging: Path, out_dir: Path, workdir: Path) -> None:
-    """Rename the finished export into place; with an existing `out_dir` (force), move it
-    aside first and put it back if the rename fails."""
-    previous = None
-    if out_dir.exists():
-        previous = workdir / "previous"
-        out_dir.rename(previous)
-    try:
-        staging.rename(out_dir)
-    except BaseException:
-        if previous is not None:
-            previous.rename(out_dir)
-        raise
-
-
 def _array(t: Tensor) -> np.ndarray:
     return t.detach().cpu().float().numpy().copy()
 
@@ -328,7 +279,3 @@ def _set_ffn(spec, ffn, norm: nn.LayerNorm) -> None:
     _set_linear(spec.linear_0, ffn.fc1)
     _set_linear(spec.linear_1, ffn.fc2)
     _set_norm(spec.layer_norm, norm)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

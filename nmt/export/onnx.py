@@ -45,17 +45,17 @@ from torch import Tensor, nn
 
 from nmt import __version__
 from nmt.checkpoint import load_checkpoint, model_from_checkpoint
-from nmt.export.ct2 import (
+from nmt.export.ct2 import read_info, tokenizer_info
+from nmt.export.folder import (
     EXPORT_INFO,
     TOKENIZER_FILE,
     ExportError,
-    _publish,
-    _write_json,
+    check_output,
     make_workdir,
-    read_info,
     recover_interrupted,
-    tokenizer_info,
 )
+from nmt.export.folder import publish as _publish
+from nmt.export.folder import write_json as _write_json
 from nmt.fileio import file_sha256
 from nmt.model import BOS, EOS, PAD, UNK, Transformer
 from nmt.tokenizer import Tokenizer
@@ -132,8 +132,9 @@ def export_onnx(
 ) -> Path:
     """Export a checkpoint (a path, or the state `load_checkpoint` returns) to an ONNX folder.
 
-    `quantization` is float32 or int8. An existing `out_dir` is an error unless `force`, in
-    which case it is replaced only once the new export is complete. `checkpoint_path`
+    `quantization` is float32 or int8. An existing `out_dir` is an error unless `force` and
+    it is an earlier export (see `nmt.export.folder`), in which case it is replaced only
+    once the new export is complete. `checkpoint_path`
     (default: the path given) is recorded as provenance.
     """
     if isinstance(state_or_checkpoint, dict):
@@ -147,8 +148,7 @@ def export_onnx(
             f"unknown ONNX quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})"
         )
     recover_interrupted(out_dir)
-    if out_dir.exists() and not force:
-        raise FileExistsError(f"{out_dir}: already exists (use force to replace it)")
+    check_output(out_dir, force, (checkpoint_path,))
 
     tokenizer = Tokenizer(state["tokenizer_model"], "checkpoint:tokenizer_model")
     expected_sha = state.get("tokenizer_sha256")
@@ -177,7 +177,7 @@ def export_onnx(
         (staging / TOKENIZER_FILE).write_bytes(tokenizer.model_proto)
         info = export_info(state, model, tokenizer, quantization, checkpoint_path, staging)
         _write_json(staging / EXPORT_INFO, info)
-        _publish(staging, out_dir, workdir)
+        _publish(staging, out_dir, workdir, force)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     log.info("exported ONNX %s model -> %s", quantization, out_dir)

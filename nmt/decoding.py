@@ -1,0 +1,161 @@
+"""Decoding options and the resources a translator asks for, validated in one place.
+
+`Decoding` holds the options of every backend's `translate()` (beam size, batch size,
+length limits) and refuses impossible values on construction; the translators, the CLIs,
+the benchmark grid's `decoding` and the distillation config check through it, so a bad
+value is one `ConfigError` naming the option wherever it comes from (before the model is
+loaded, where the caller can tell). `check_threads` and `cap_threads` do the same for
+thread counts: a count above the CPUs this process may use only oversubscribes them (1000
+ONNX Runtime threads start ~1,500 OS threads and run 34x slower), so it is capped with a
+warning.
+
+Out of memory: `fits_in_memory` tells before loading whether a model can fit under this
+process's address-space limit (ulimit -v), `is_out_of_memory` recognises the ways the
+engines report it, and `out_of_memory` says in one line what could not be loaded and what
+to try instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+import resource
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from nmt.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+# option -> (smallest value, integer or any real number, what the smallest value means)
+_RULES: dict[str, tuple[float, type, str]] = {
+    "beam_size": (1, int, " (1: greedy search)"),
+    "max_batch_tokens": (1, int, ""),
+    "length_penalty": (-math.inf, float, ""),  # < 0 favours short outputs, as in CTranslate2
+    "max_len_a": (0, float, ""),
+    "max_len_b": (0, int, ""),
+    "min_len": (0, int, ""),
+}
+
+
+def check_option(option: str, value: object, key: str = "") -> None:
+    """Raise ConfigError naming `key` (default: `option`) unless `value` is a valid value of
+    decoding option `option` (a field of `Decoding`)."""
+    minimum, kind, meaning = _RULES[option]
+    key = key or option
+    integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if kind is int and not integral:
+        raise ConfigError(f"{key}: must be an integer, got {value!r}")
+    if not integral and not (isinstance(value, numbers.Real) and math.isfinite(value)):
+        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{key}: must be >= {minimum}{meaning}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """The options of `translate()`, shared by every backend (defaults included)."""
+
+    beam_size: int = 4
+    max_batch_tokens: int = 4096  # source tokens per batch
+    length_penalty: float = 1.0  # hypothesis score / length ** length_penalty
+    max_len_a: float = 1.5  # at most max_len_a * source length + max_len_b tokens
+    max_len_b: int = 10
+    min_len: int = 1  # no EOS before this many tokens
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            check_option(f.name, getattr(self, f.name))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def check_threads(value: object, name: str, minimum: int = 0) -> None:
+    """Raise ConfigError naming `name` unless `value` is a thread count >= `minimum`
+    (0 for counts where 0 means the library's default)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name}: must be an integer, got {value!r}")
+    if value < minimum:
+        default = " (0: the library's default)" if minimum == 0 else ""
+        raise ConfigError(f"{name}: must be >= {minimum}{default}, got {value!r}")
+
+
+def cap_threads(value: int, name: str, minimum: int = 0) -> int:
+    """`check_threads`, then the count to use: `value`, or the number of usable CPUs with a
+    warning when `value` exceeds it."""
+    check_threads(value, name, minimum)
+    cpus = usable_cpus()
+    if value > cpus:
+        log.warning(
+            "%s=%d exceeds the %d CPUs this process may use: using %d", name, value, cpus, cpus
+        )
+        return cpus
+    return int(value)
+
+
+# How the engines say it: PyTorch's DefaultCPUAllocator, CUDA, CTranslate2's mkl_malloc,
+# ONNX Runtime's std::bad_alloc.
+_OUT_OF_MEMORY = (
+    "can't allocate memory",
+    "cannot allocate memory",
+    "failed to allocate",
+    "out of memory",
+    "bad_alloc",
+)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for a MemoryError and for the engines' own words for it."""
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or any(s in text for s in _OUT_OF_MEMORY)
+
+
+def fits_in_memory(path: str | Path, copies: int = 1) -> bool:
+    """False when this process's address-space limit (ulimit -v) leaves less room than
+    `copies` times the model's size on disk: loading would fail part-way, and not always
+    with a MemoryError (an import inside PyTorch may fail with a SystemError instead).
+    True when there is no limit or the platform cannot tell."""
+    room = _address_space_left()
+    return room is None or copies * _disk_size(Path(path)) <= room
+
+
+def out_of_memory(path: str | Path, copies: int = 1) -> str:
+    """One line: the model at `path` did not fit, how much it needs at least (`copies`
+    times its size on disk), the address-space limit if one is set, and what to try."""
+    need = copies * _disk_size(Path(path))
+    basis = "its size on disk" if copies == 1 else f"{copies} x its size on disk"
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    bound = "" if limit == resource.RLIM_INFINITY else f" of the {_mib(limit)} allowed (ulimit -v)"
+    return (
+        f"{path}: out of memory loading the model: it needs at least {_mib(need)} ({basis})"
+        f"{bound}; try an int8 export (nmt-export --int8), fewer --threads or a smaller "
+        "--batch-tokens"
+    )
+
+
+def _address_space_left() -> int | None:
+    """Bytes this process may still map under RLIMIT_AS; None without a limit (or /proc)."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return limit - pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _disk_size(path: Path) -> int:
+    files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+    return sum(f.stat().st_size for f in files)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
