@@ -30,6 +30,7 @@ from nmt.config import ConfigError, ModelConfig, from_dict
 from nmt.decoding import is_out_of_memory, out_of_memory
 from nmt.fileio import atomic_torch_save
 from nmt.model import Transformer
+from nmt.weights import WEIGHTS_FILE, WeightsError, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ class CheckpointError(RuntimeError):
 def find_checkpoint(path: str | Path) -> Path:
     """The checkpoint of a .pt path or a run folder: the one the run's summary.json chose
     (`checkpoint`: the averaged model, or best.pt when averaging scored lower on dev), else
-    the first of RUN_CHECKPOINTS there. The chosen file must lie in the run folder: a
-    summary that points elsewhere (`../other.pt`) is refused, not followed."""
+    the first of RUN_CHECKPOINTS there; in a weights folder, its `model.safetensors`. The
+    chosen file must lie in the run folder: a summary that points elsewhere (`../other.pt`)
+    is refused, not followed."""
     path = Path(path)
     if path.is_file():
         return path
@@ -70,10 +72,12 @@ def find_checkpoint(path: str | Path) -> Path:
             )
         if target.is_file():
             return target
-    for name in RUN_CHECKPOINTS:
+    for name in (*RUN_CHECKPOINTS, WEIGHTS_FILE):
         if (path / name).is_file():
             return path / name
-    raise CheckpointError(f"{path}: no checkpoint found (looked for {', '.join(RUN_CHECKPOINTS)})")
+    raise CheckpointError(
+        f"{path}: no checkpoint found (looked for {', '.join(RUN_CHECKPOINTS)}, {WEIGHTS_FILE})"
+    )
 
 
 def save_checkpoint(
@@ -101,6 +105,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if path.suffix == ".safetensors":  # a weights folder's model (nmt.weights)
+        try:
+            state = read_weights(path)
+        except WeightsError as e:
+            raise CheckpointError(str(e)) from None
+        _check_weights(path, state)
+        return state
     _check_crc(path)
     try:
         with torch.serialization.safe_globals(_ALLOWED_GLOBALS):

@@ -32,7 +32,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from nmt.config import ConfigError
     from nmt.data import CorpusError
     from nmt.datasets import DatasetError
-    from nmt.export.ct2 import ExportError
+    from nmt.export.folder import ExportError
     from nmt.fileio import FolderBusyError
 
     # OSError: a missing or unreadable file, a full disk (the message names the file).
@@ -97,7 +97,13 @@ def translate_main(argv: list[str] | None = None) -> int:
         description="Translate text, one line in, "
         "one line out (stdin/stdout when no files are given).",
     )
-    p.add_argument("--model", "-m", required=True, help="run folder, checkpoint or export")
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        action="append",
+        help="run folder, checkpoint or export; several -m: an ensemble of PyTorch models",
+    )
     p.add_argument("--input", "-i", help="input file (default: stdin)")
     p.add_argument("--output", "-o", help="output file (default: stdout)")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
@@ -141,8 +147,9 @@ def translate_main(argv: list[str] | None = None) -> int:
 
     from nmt.translate import load, translate_stream
 
-    if args.output and (clash := _overwritten_input(Path(args.output), args.input, args.model)):
-        return _fail(ValueError(f"{args.output}: is the {clash}; it would be destroyed"))
+    for model in args.model:
+        if args.output and (clash := _overwritten_input(Path(args.output), args.input, model)):
+            return _fail(ValueError(f"{args.output}: is the {clash}; it would be destroyed"))
     user_errors = _user_errors()  # imported now: once memory runs out, an import can fail
     engine: dict[str, object] = {"device": args.device, "threads": args.threads}
     extra: dict[str, object] = {}
@@ -236,7 +243,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         prog="nmt-evaluate",
         description="Translate a test set and score it with sacrebleu (BLEU, chrF2, signatures).",
     )
-    p.add_argument("--model", "-m", required=True)
+    p.add_argument("--model", "-m", required=True, action="append", help="several -m: an ensemble")
     p.add_argument("--src", required=True, help="source file")
     p.add_argument("--ref", required=True, help="reference file")
     p.add_argument("--output-dir", "-o", required=True, help="writes hyp.txt and scores.json")
@@ -278,7 +285,8 @@ def export_main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(
         prog="nmt-export",
-        description="Export a checkpoint to an inference engine (CTranslate2 or ONNX Runtime).",
+        description="Export a checkpoint to an inference engine (CTranslate2 or ONNX Runtime) "
+        "or to a safetensors weights folder.",
     )
     p.add_argument("model", help="run folder (its averaged, best or last checkpoint) or .pt file")
     p.add_argument("--output", "-o", required=True, help="export folder to create")
@@ -287,7 +295,8 @@ def export_main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--quantization",
         choices=QUANTIZATIONS,
-        help="weight type (default float32; ONNX: float32 or int8)",
+        help="weight type (default float32; ONNX: float32 or int8; safetensors: float16, "
+        "bfloat16 or float32)",
     )
     p.add_argument("--vmap", help="CTranslate2: vocabulary map to ship (see nmt-vmap)")
     p.add_argument("--force", action="store_true", help="replace an existing export folder")
@@ -298,7 +307,7 @@ def export_main(argv: list[str] | None = None) -> int:
     if args.vmap and args.format != "ct2":
         p.error("--vmap applies to --format ct2 only")
     from nmt.export import export
-    from nmt.export.ct2 import ExportError
+    from nmt.export.folder import ExportError
 
     try:
         out = export(
@@ -361,7 +370,7 @@ def bench_main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         return _fail(e)
     print(result.summary())
-    return 0
+    return 1 if result.failed else 0  # a script must not take a partial grid for a result
 
 
 def vmap_main(argv: list[str] | None = None) -> int:
@@ -443,7 +452,9 @@ def distill_main(argv: list[str] | None = None) -> int:
         "--teacher",
         "-t",
         required=True,
-        help="run folder, .pt checkpoint, CTranslate2 or ONNX export (CTranslate2 int8: fastest)",
+        action="append",
+        help="run folder, .pt checkpoint, CTranslate2 or ONNX export (CTranslate2 int8: "
+        "fastest); several --teacher: an ensemble of PyTorch models",
     )
     p.add_argument(
         "--data",
@@ -508,7 +519,8 @@ def distill_main(argv: list[str] | None = None) -> int:
             args.valid,
             args.test,
         )
-        result = distill(args.teacher, data, args.output, config, force=args.force)
+        teacher = args.teacher if len(args.teacher) > 1 else args.teacher[0]
+        result = distill(teacher, data, args.output, config, force=args.force)
     except (*_user_errors(), DistillError) as e:
         return _fail(e)
     print(result.summary())
@@ -540,7 +552,7 @@ def pipeline_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     _setup_logging()
     from nmt.distill import DistillError
-    from nmt.export.ct2 import ExportError
+    from nmt.export.folder import ExportError
     from nmt.pipeline import PipelineError, load_pipeline_config, run_pipeline, stage_status
     from nmt.train import TrainingStopped
 

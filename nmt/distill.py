@@ -298,7 +298,7 @@ def _translate_chunk(translator, lines: list[str], options: dict[str, Any]) -> d
     return {"hypotheses": hyps, "seconds": round(seconds, 3), "target_pieces": pieces}
 
 
-def _load_teacher(teacher: str, config: DistillConfig):
+def _load_teacher(teacher: str | list[str], config: DistillConfig):
     from nmt.translate import load
 
     return load(
@@ -314,7 +314,7 @@ def _load_teacher(teacher: str, config: DistillConfig):
 _worker_translator = None  # one teacher per worker process
 
 
-def _worker_init(teacher: str, config: DistillConfig) -> None:
+def _worker_init(teacher: str | list[str], config: DistillConfig) -> None:
     global _worker_translator
     logging.basicConfig(level=logging.WARNING)
     _worker_translator = _load_teacher(teacher, config)
@@ -361,7 +361,11 @@ class Parts:
 
 
 def translate_corpus(
-    teacher: str, sources: list[str], output_dir: Path, config: DistillConfig, job: dict[str, Any]
+    teacher: str | list[str],
+    sources: list[str],
+    output_dir: Path,
+    config: DistillConfig,
+    job: dict[str, Any],
 ) -> dict[str, Any]:
     """Translate `sources` chunk by chunk into `parts/`, skipping chunks already there, then
     write `raw.TGT` (via the caller) and return the totals; see the module docstring."""
@@ -409,7 +413,9 @@ def translate_corpus(
     }
 
 
-def _run_tasks(teacher: str, config: DistillConfig, tasks) -> Iterator[tuple[int, dict]]:
+def _run_tasks(
+    teacher: str | list[str], config: DistillConfig, tasks
+) -> Iterator[tuple[int, dict]]:
     """Translate tasks in order: in this process, or in `workers` spawned processes."""
     if config.workers == 1:
         translator = _load_teacher(teacher, config)
@@ -432,11 +438,20 @@ def _job_mismatch(path: Path, previous: dict[str, Any], job: dict[str, Any]) -> 
 # --- provenance ------------------------------------------------------------------------------
 
 
-def teacher_info(teacher: str | Path) -> dict[str, Any]:
+def teacher_info(teacher: str | Path | list[str]) -> dict[str, Any]:
     """Where the teacher comes from: its export or checkpoint info and a fingerprint
-    (sha256 over its model files) that identifies it in the job and the provenance."""
+    (sha256 over its model files) that identifies it in the job and the provenance; for an
+    ensemble, its members' and a fingerprint of them all."""
+    if isinstance(teacher, list):
+        members = [teacher_info(t) for t in teacher]
+        digest = hashlib.sha256("".join(m["sha256"] for m in members).encode()).hexdigest()
+        return {
+            "path": " + ".join(m["path"] for m in members),
+            "members": members,
+            "sha256": digest,
+        }
     from nmt.checkpoint import find_checkpoint, load_checkpoint
-    from nmt.export.ct2 import EXPORT_INFO
+    from nmt.export.folder import EXPORT_INFO
 
     path = Path(teacher)
     if path.is_dir() and (path / EXPORT_INFO).is_file():
@@ -520,7 +535,7 @@ class DistillResult:
 
 
 def distill(
-    teacher: str | Path,
+    teacher: str | Path | list[str | Path],
     data: DataConfig,
     output_dir: str | Path,
     config: DistillConfig | None = None,
@@ -530,10 +545,13 @@ def distill(
     distilled dataset folder `output_dir` (see the module docstring). Resumes an
     interrupted run of the same job; another job's folder needs `force`, which never
     touches a folder that holds no distillation or that is, holds or lies inside an input.
-    One process at a time writes a folder (a second one fails at once)."""
+    One process at a time writes a folder (a second one fails at once). Several teachers
+    (PyTorch models of one tokenizer) translate as one ensemble."""
     out = Path(output_dir)
     src_path, tgt_path = _split_paths(data, data.train)
-    _check_output(out, [Path(teacher), src_path, tgt_path], force)
+    teachers = [Path(t) for t in teacher] if isinstance(teacher, list | tuple) else [Path(teacher)]
+    teacher = [str(t) for t in teachers] if len(teachers) > 1 else str(teachers[0])
+    _check_output(out, [*teachers, src_path, tgt_path], force)
     with FolderLock(out, "nmt-distill"):
         return _distill(teacher, data, out, config or DistillConfig(), force)
 
@@ -594,7 +612,7 @@ def _distill(
     if translation is not None and translation["job"] != job:
         raise DistillError(_job_mismatch(raw_info, translation["job"], job))
     if translation is None:
-        done = translate_corpus(str(teacher), sources, out, config, job)
+        done = translate_corpus(teacher, sources, out, config, job)
         hyps = done.pop("hypotheses")
         atomic_write_text(raw_tgt, "".join(h + "\n" for h in hyps))
         translation = {"job": job, **done}

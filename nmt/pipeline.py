@@ -439,9 +439,8 @@ def export_stage(
 def _export_once(
     run_dir: Path, out: Path, quantization: str, vmap: Path | None, fmt: str = "ct2"
 ) -> Path:
-    from nmt.backends.ct2 import is_ct2_export
-    from nmt.backends.onnx import is_onnx_export
     from nmt.export import export
+    from nmt.export.folder import is_ct2_export, is_onnx_export
 
     if (is_ct2_export if fmt == "ct2" else is_onnx_export)(out):  # atomic: complete
         log.info("%s: already exported", out)

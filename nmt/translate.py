@@ -12,13 +12,11 @@ so one line in is one line out for any reader of the output.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
-from nmt.backends.ct2 import is_ct2_export, load_ct2
-from nmt.backends.onnx import is_onnx_export, load_onnx
 from nmt.batching import pad_sources, token_batches
 from nmt.checkpoint import (
     RUN_CHECKPOINTS,
@@ -35,10 +33,12 @@ from nmt.decoding import (
     is_out_of_memory,
     out_of_memory,
 )
+from nmt.export.folder import is_ct2_export, is_onnx_export
 from nmt.inputs import encode_nonblank
 from nmt.model import EOS, Transformer
 from nmt.search import SearchOptions, search
 from nmt.tokenizer import Tokenizer
+from nmt.weights import is_weights
 
 log = logging.getLogger(__name__)
 
@@ -108,19 +108,45 @@ def load_torch(path: Path, device: str = "cpu", threads: int = 0, **_: object) -
 
 
 def _is_torch(path: Path) -> bool:
-    return path.suffix == ".pt" or any((path / n).is_file() for n in RUN_CHECKPOINTS)
+    return (
+        path.suffix == ".pt"
+        or any((path / n).is_file() for n in RUN_CHECKPOINTS)
+        or is_weights(path)
+    )
 
 
-# name -> (recogniser, loader); `load` asks each recogniser in turn.
+def _load_ct2(path: Path, **options: object) -> object:
+    from nmt.backends.ct2 import load_ct2  # CTranslate2 is imported only to load an export
+
+    return load_ct2(path, **options)
+
+
+def _load_onnx(path: Path, **options: object) -> object:
+    from nmt.backends.onnx import load_onnx  # ONNX Runtime is imported only to load an export
+
+    return load_onnx(path, **options)
+
+
+# name -> (recogniser, loader); `load` asks each recogniser in turn. Recognisers look at
+# files only; a loader imports its engine, so a process pays only for the engine it uses.
 BACKENDS: dict[str, tuple[Callable[[Path], bool], Callable[..., object]]] = {
     "pytorch": (_is_torch, load_torch),
-    "ctranslate2": (is_ct2_export, load_ct2),
-    "onnx": (is_onnx_export, load_onnx),
+    "ctranslate2": (is_ct2_export, _load_ct2),
+    "onnx": (is_onnx_export, _load_onnx),
 }
 
 
-def load(path: str | Path, backend: str = "auto", **options: object):
-    """Load any supported model artifact and return its translator."""
+def load(path: str | Path | Sequence[str | Path], backend: str = "auto", **options: object):
+    """Load any supported model artifact and return its translator; several paths
+    (PyTorch checkpoints, run or weights folders of one tokenizer) give one ensemble."""
+    if not isinstance(path, str | Path):
+        paths = [Path(p) for p in path]
+        for p in paths:
+            if not p.exists():
+                raise FileNotFoundError(f"{p}: no such model file or folder")
+        if len(paths) > 1:
+            return load_ensemble(paths, backend, **options)
+        path = paths[0]
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model file or folder")
@@ -154,3 +180,29 @@ def translate_stream(
             chunk = []
     if chunk:
         yield from one_line_each(chunk)
+
+
+def load_ensemble(
+    paths: list[Path], backend: str = "auto", device: str = "cpu", threads: int = 0, **_: object
+) -> TorchTranslator:
+    """One PyTorch translator over several models (checkpoints, run folders or weights
+    folders) of one tokenizer, their probabilities averaged at every step."""
+    from nmt.ensemble import Ensemble
+
+    if backend not in ("auto", "pytorch"):
+        raise ValueError(f"an ensemble decodes with the PyTorch backend, not {backend!r}")
+    check_threads(threads, "threads")
+    models, tokenizer, sources = [], None, []
+    for path in paths:
+        ckpt = find_checkpoint(path)
+        state = load_checkpoint(ckpt)
+        member = Tokenizer(state["tokenizer_model"], f"{ckpt}:tokenizer_model")
+        if tokenizer is not None and member.sha256() != tokenizer.sha256():
+            raise CheckpointError(
+                f"{ckpt}: its tokenizer differs from {sources[0]}'s; ensemble members must "
+                "share one tokenizer"
+            )
+        tokenizer = tokenizer or member
+        models.append(model_from_checkpoint(state))
+        sources.append(str(ckpt))
+    return TorchTranslator(Ensemble(models), tokenizer, device, threads, " + ".join(sources))

@@ -62,6 +62,7 @@ from nmt.data import read_parallel
 from nmt.fileio import atomic_write_text
 from nmt.model import EOS, UNK
 from nmt.tokenizer import Tokenizer
+from nmt.weights import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +412,7 @@ def tokenizer_from(path: str | Path) -> Tokenizer:
     """The tokenizer of a SentencePiece model file, a run folder or checkpoint, or an
     export folder (its `spm.model`)."""
     path = Path(path)
-    if path.is_file() and path.suffix != ".pt":
+    if path.is_file() and path.suffix not in (".pt", ".safetensors"):
         return Tokenizer.from_file(path)
     if path.is_dir() and (path / "spm.model").is_file() and not _has_checkpoint(path):
         return Tokenizer.from_file(path / "spm.model")  # an export folder
@@ -420,4 +421,4 @@ def tokenizer_from(path: str | Path) -> Tokenizer:
 
 
 def _has_checkpoint(path: Path) -> bool:
-    return any((path / name).is_file() for name in RUN_CHECKPOINTS)
+    return any((path / name).is_file() for name in (*RUN_CHECKPOINTS, WEIGHTS_FILE))

@@ -545,7 +545,7 @@ def test_tiny_benchmark_end_to_end(toy_models, tmp_path):
         assert r["cell"]["environment"] == switch
         assert r["environment"].get("CT2_VERBOSE") == switch.get("CT2_VERBOSE")
         tp = r["throughput"]
-        assert tp["rounds_per_pass"] > 1 and min(tp["seconds"]) >= 0.1  # about 0.2 s
+        assert tp["rounds_per_pass"] >= 1 and len(tp["seconds"]) == 1  # one repeat
         assert len(tp["steal_percent"]) == len(tp["seconds"])
         assert r["hardware"]["cpus_usable"] == machine.USABLE_CPUS  # the machine, not the pin
         if pinnable:  # every thread of the cell on the last CPU
@@ -605,3 +605,20 @@ def test_tiny_benchmark_on_cuda(toy_models, tmp_path):
         assert r["hardware"]["gpu"] and r["memory"]["gpu_used_mb"] is not None
         assert r["quality"]["bleu"] > 50
     assert (tmp_path / "gpu" / "toy-cuda-speed.png").is_file()
+
+
+def test_bench_exits_non_zero_when_a_cell_failed(toy_models, tmp_path, capsys):
+    import shutil
+
+    from nmt.cli import bench_main
+
+    broken = tmp_path / "broken"
+    shutil.copytree(toy_models / "ct2", broken)
+    (broken / "model.bin").write_bytes(b"not a model")
+    models = [{"name": "broken", "path": str(broken), "compute_types": ["float32"]}]
+    grid = {"beam_sizes": [1], "batch_sizes": [4], "threads": [1]}
+    options = {"repeats": 3, "warmup_batches": 0, "latency_sentences": 0, "min_pass_seconds": 0}
+    src, ref = toy_models / "toy" / "val.en", toy_models / "toy" / "val.de"
+    path = write_grid(tmp_path / "grid.yaml", models, src, ref, grid=grid, **options)
+    assert bench_main(["--config", str(path), "-o", str(tmp_path / "out")]) == 1
+    assert "1 failed" in capsys.readouterr().out

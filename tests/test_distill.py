@@ -368,3 +368,14 @@ def test_force_never_touches_a_folder_that_is_not_a_distillation(teacher, tmp_pa
             distill(teacher / "run", data, inside, CONFIG, force=True)
     with FolderLock(tmp_path / "d", "test"), pytest.raises(FolderBusyError, match="PID"):
         distill(teacher / "run", data, tmp_path / "d", CONFIG)
+
+
+def test_an_ensemble_of_teachers_distils(teacher, tmp_path):
+    """Two members (here one run twice: the ensemble translates as the run does)."""
+    data = toy_data(teacher)
+    one = distill(teacher / "run", data, tmp_path / "one", CONFIG)
+    two = distill([teacher / "run", teacher / "run"], data, tmp_path / "two", CONFIG)
+    assert read(tmp_path / "two" / "train.de") == read(tmp_path / "one" / "train.de")
+    provenance = json.loads((tmp_path / "two" / "provenance.json").read_text())
+    assert len(provenance["teacher"]["members"]) == 2
+    assert two.stats["kept"] == one.stats["kept"]

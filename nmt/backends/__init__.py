@@ -1,2 +1,4 @@
 """Translation backends other than PyTorch; each module offers a translator class with
-`translate(lines, ...)`, a loader and a recogniser for `nmt.translate.BACKENDS`."""
+`translate(lines, ...)` and a loader for `nmt.translate.BACKENDS`, which imports the module
+(and so its engine) only to load a model. The recognisers look at files only and live in
+`nmt.export.folder`."""

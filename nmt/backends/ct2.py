@@ -43,7 +43,9 @@ import ctranslate2
 import torch
 
 from nmt.decoding import Decoding, cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
-from nmt.export.ct2 import EXPORT_INFO, TOKENIZER_FILE, ExportError, read_export_info
+from nmt.export.ct2 import read_export_info
+from nmt.export.folder import EXPORT_INFO, TOKENIZER_FILE, ExportError
+from nmt.export.folder import is_ct2_export as is_ct2_export  # the recogniser, engine-free
 from nmt.inputs import encode_nonblank
 from nmt.model import BOS, PAD
 from nmt.tokenizer import Tokenizer
@@ -157,12 +159,6 @@ class CT2Translator:
         truncated), within [1, max_positions - 1]."""
         limits = (torch.tensor(src_lens, dtype=torch.float32) * max_len_a + max_len_b).long()
         return limits.clamp(min=1, max=self.max_positions - 1).tolist()
-
-
-def is_ct2_export(path: str | Path) -> bool:
-    """True for a folder written by `nmt.export.ct2.export_ct2`."""
-    path = Path(path)
-    return (path / "model.bin").is_file() and (path / EXPORT_INFO).is_file()
 
 
 def load_ct2(

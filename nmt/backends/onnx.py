@@ -21,15 +21,15 @@ import onnxruntime as ort
 
 from nmt.batching import token_batches
 from nmt.decoding import Decoding, cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
-from nmt.export.onnx import (
+from nmt.export.folder import (
     DECODER_FILE,
     ENCODER_FILE,
     EXPORT_INFO,
     TOKENIZER_FILE,
     ExportError,
-    kv_names,
-    read_export_info,
 )
+from nmt.export.folder import is_onnx_export as is_onnx_export  # the recogniser, engine-free
+from nmt.export.onnx import kv_names, read_export_info
 from nmt.inputs import encode_nonblank
 from nmt.model import BOS, EOS, PAD
 from nmt.search import SearchOptions
@@ -291,12 +291,6 @@ def _topk(x: np.ndarray, k: int, segment: int) -> tuple[np.ndarray, np.ndarray]:
     rows, cols, values = rows[order], cols[order], values[order]
     take = np.searchsorted(rows, np.arange(n))[:, None] + np.arange(k)  # (n, k)
     return values[take], cols[take]
-
-
-def is_onnx_export(path: str | Path) -> bool:
-    """True for a folder written by `nmt.export.onnx.export_onnx`."""
-    path = Path(path)
-    return all((path / name).is_file() for name in (ENCODER_FILE, DECODER_FILE, EXPORT_INFO))
 
 
 def load_onnx(

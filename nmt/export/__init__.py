@@ -1,20 +1,50 @@
-"""Exporters from checkpoints to inference engines, by format name."""
+"""Exporters from checkpoints to inference engines (and to safetensors weights folders),
+by format name.
+
+Importing this package imports no engine: an engine's exporter module is imported when it
+is called, and `QUANTIZATIONS` (CTranslate2's weight types) when it is first read.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nmt.checkpoint import find_checkpoint, load_checkpoint
-from nmt.export.ct2 import QUANTIZATIONS, export_ct2
-from nmt.export.onnx import export_onnx
+from nmt.export.weights import export_weights
+
+
+def _export_ct2(*args: Any, **kwargs: Any) -> Path:
+    """`nmt.export.ct2.export_ct2`, imported now (with CTranslate2)."""
+    from nmt.export.ct2 import export_ct2
+
+    return export_ct2(*args, **kwargs)
+
+
+def _export_onnx(*args: Any, **kwargs: Any) -> Path:
+    """`nmt.export.onnx.export_onnx`, imported now (with the ONNX exporter)."""
+    from nmt.export.onnx import export_onnx
+
+    return export_onnx(*args, **kwargs)
+
 
 EXPORTERS: dict[str, Callable[..., Path]] = {
-    "ct2": export_ct2,
-    "onnx": export_onnx,
+    "ct2": _export_ct2,
+    "onnx": _export_onnx,
+    "safetensors": export_weights,
 }
 
 __all__ = ["EXPORTERS", "QUANTIZATIONS", "export"]
+
+
+def __getattr__(name: str) -> Any:
+    """`QUANTIZATIONS`: CTranslate2's weight types, read from CTranslate2 (imported now)."""
+    if name == "QUANTIZATIONS":
+        from nmt.export.ct2 import QUANTIZATIONS
+
+        return QUANTIZATIONS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def export(

@@ -26,7 +26,6 @@ What makes the exported model see exactly what `nmt.model.Transformer` sees:
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from datetime import datetime, timezone
@@ -48,12 +47,14 @@ from nmt.export.folder import (
     ExportError,
     check_output,
     make_workdir,
+    read_info,
     recover_interrupted,
+    tokenizer_info,
 )
 from nmt.export.folder import publish as _publish
 from nmt.export.folder import write_json as _write_json
 from nmt.fileio import file_sha256
-from nmt.model import BOS, EOS, PAD, UNK, Transformer, sinusoidal_positions
+from nmt.model import BOS, EOS, UNK, Transformer, sinusoidal_positions
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -202,39 +203,9 @@ def export_info(
     }
 
 
-def tokenizer_info(tokenizer: Tokenizer) -> dict[str, Any]:
-    """The export's tokenizer: its file, checksum, size and special pieces."""
-    sp = tokenizer.sp
-    return {
-        "file": TOKENIZER_FILE,
-        "sha256": tokenizer.sha256(),
-        "vocab_size": tokenizer.vocab_size,
-        "special_pieces": {
-            name: sp.id_to_piece(i)
-            for name, i in (("pad", PAD), ("unk", UNK), ("bos", BOS), ("eos", EOS))
-        },
-    }
-
-
 def read_export_info(path: str | Path) -> dict[str, Any]:
     """The provenance of an export folder; raises ExportError if it is not one."""
     return read_info(path, FORMAT, FORMAT_VERSION, "CTranslate2")
-
-
-def read_info(path: str | Path, fmt: str, version: int, engine: str) -> dict[str, Any]:
-    """The `EXPORT_INFO` of an export folder of format `fmt`, `version` (shared by every
-    exporter); raises ExportError naming the file if the folder is not one."""
-    info_path = Path(path) / EXPORT_INFO
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path}: not an nmt {engine} export (no {EXPORT_INFO})") from None
-    if info.get("format") != fmt or info.get("format_version") != version:
-        raise ExportError(
-            f"{info_path}: unsupported export format {info.get('format')!r} "
-            f"version {info.get('format_version')!r} (this nmt reads {fmt} {version})"
-        )
-    return info
 
 
 class _SpecConverter(Converter):

@@ -11,6 +11,10 @@ Publishing is a rename of the finished folder onto the output path, which fails 
 non-empty folder is already there: of two exports to one path started together without
 `force`, exactly one succeeds and the other fails with `FileExistsError`. The checks are
 made again at publish time, not only at the start.
+
+An export folder is also read here without its engine: `read_info` (its `EXPORT_INFO`) and
+the recognisers `is_ct2_export` and `is_onnx_export`, which look at files only, so that
+`nmt.translate.BACKENDS` imports CTranslate2 or ONNX Runtime only for the backend it loads.
 """
 
 from __future__ import annotations
@@ -24,14 +28,21 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nmt.fileio import temporary_prefix
+from nmt.model import BOS, EOS, PAD, UNK
+
+if TYPE_CHECKING:
+    from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 EXPORT_INFO = "nmt_export.json"  # CTranslate2 writes its own config.json beside it
 TOKENIZER_FILE = "spm.model"
+CT2_MODEL_FILE = "model.bin"  # CTranslate2's weights
+ENCODER_FILE = "encoder.onnx"  # the ONNX export's two graphs (see nmt.export.onnx)
+DECODER_FILE = "decoder.onnx"
 
 
 class ExportError(RuntimeError):
@@ -130,3 +141,46 @@ def publish(staging: Path, out_dir: Path, workdir: Path, force: bool) -> None:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def tokenizer_info(tokenizer: Tokenizer) -> dict[str, Any]:
+    """The export's tokenizer, as `EXPORT_INFO` records it: its file, checksum, size and
+    special pieces."""
+    sp = tokenizer.sp
+    return {
+        "file": TOKENIZER_FILE,
+        "sha256": tokenizer.sha256(),
+        "vocab_size": tokenizer.vocab_size,
+        "special_pieces": {
+            name: sp.id_to_piece(i)
+            for name, i in (("pad", PAD), ("unk", UNK), ("bos", BOS), ("eos", EOS))
+        },
+    }
+
+
+def read_info(path: str | Path, fmt: str, version: int, engine: str) -> dict[str, Any]:
+    """The `EXPORT_INFO` of an export folder of format `fmt`, `version` (shared by every
+    exporter); raises ExportError naming the file if the folder is not one."""
+    info_path = Path(path) / EXPORT_INFO
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{path}: not an nmt {engine} export (no {EXPORT_INFO})") from None
+    if info.get("format") != fmt or info.get("format_version") != version:
+        raise ExportError(
+            f"{info_path}: unsupported export format {info.get('format')!r} "
+            f"version {info.get('format_version')!r} (this nmt reads {fmt} {version})"
+        )
+    return info
+
+
+def is_ct2_export(path: str | Path) -> bool:
+    """True for a folder written by `nmt.export.ct2.export_ct2` (judged by its files)."""
+    path = Path(path)
+    return (path / CT2_MODEL_FILE).is_file() and (path / EXPORT_INFO).is_file()
+
+
+def is_onnx_export(path: str | Path) -> bool:
+    """True for a folder written by `nmt.export.onnx.export_onnx` (judged by its files)."""
+    path = Path(path)
+    return all((path / name).is_file() for name in (ENCODER_FILE, DECODER_FILE, EXPORT_INFO))

@@ -36,23 +36,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import onnx
-import onnxruntime
 import torch
 import torch.nn.functional as F
-from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import Tensor, nn
 
 from nmt import __version__
 from nmt.checkpoint import load_checkpoint, model_from_checkpoint
-from nmt.export.ct2 import read_info, tokenizer_info
 from nmt.export.folder import (
+    DECODER_FILE,
+    ENCODER_FILE,
     EXPORT_INFO,
     TOKENIZER_FILE,
     ExportError,
     check_output,
     make_workdir,
+    read_info,
     recover_interrupted,
+    tokenizer_info,
 )
 from nmt.export.folder import publish as _publish
 from nmt.export.folder import write_json as _write_json
@@ -62,8 +62,6 @@ from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
-ENCODER_FILE = "encoder.onnx"
-DECODER_FILE = "decoder.onnx"
 FORMAT = "nmt-onnx"
 FORMAT_VERSION = 1
 QUANTIZATIONS = ("float32", "int8")
@@ -173,7 +171,7 @@ def export_onnx(
         export_graphs(model, graphs)
         if quantization == "int8":
             for name in (ENCODER_FILE, DECODER_FILE):
-                quantize_dynamic(graphs / name, staging / name, weight_type=QuantType.QInt8)
+                quantize_dynamic(graphs / name, staging / name)
         (staging / TOKENIZER_FILE).write_bytes(tokenizer.model_proto)
         info = export_info(state, model, tokenizer, quantization, checkpoint_path, staging)
         _write_json(staging / EXPORT_INFO, info)
@@ -182,6 +180,15 @@ def export_onnx(
         shutil.rmtree(workdir, ignore_errors=True)
     log.info("exported ONNX %s model -> %s", quantization, out_dir)
     return out_dir
+
+
+def quantize_dynamic(model_input: Path, model_output: Path) -> None:
+    """ONNX Runtime's dynamic quantization of one graph to int8 weights. Imported here, when
+    an int8 export needs it: it imports `onnx`, which translating with an export does not."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as quantize
+
+    quantize(model_input, model_output, weight_type=QuantType.QInt8)
 
 
 @torch.no_grad()
@@ -243,6 +250,9 @@ def export_info(
     folder: Path,
 ) -> dict[str, Any]:
     """The provenance written to `nmt_export.json`; `folder` holds the finished graphs."""
+    import onnx  # the exporter's versions; neither is needed to read an export
+    import onnxruntime
+
     ckpt = None if checkpoint_path is None else Path(checkpoint_path)
     L = model.config.dec_layers
     return {
