@@ -118,6 +118,28 @@ class Probes:
     def python(self, code: str, *args: str) -> None:
         subprocess.run([sys.executable, "-c", code, *args], env=self.env, check=True, cwd=self.work)
 
+    def race(self, args: list[str], n: int) -> subprocess.CompletedProcess:
+        """`n` copies of `python -m nmt ARGS` started together; their exit codes joined by
+        commas, the first failure's stderr."""
+        command = [sys.executable, "-m", "nmt", *args]
+        procs = [
+            subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=self.work,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(n)
+        ]
+        codes = [p.wait(timeout=300) for p in procs]
+        errors = [p.stderr.read() for p in procs]
+        failed = [e for c, e in zip(codes, errors, strict=True) if c != 0]
+        return subprocess.CompletedProcess(
+            command, ",".join(map(str, codes)), "", failed[0] if failed else ""
+        )
+
     def outcome(self, probe: str, args: list[str], done, effect: str) -> Outcome:
         lines = [line for line in (done.stderr or "").splitlines() if line.strip()]
         lines = [line for line in lines if " INFO " not in line]
@@ -225,23 +247,8 @@ class Probes:
     def concurrent_exports(self) -> list[Outcome]:
         out = self.work / "race"
         args = ["export", str(self.run_dir), "-o", str(out)]
-        command = [sys.executable, "-m", "nmt", *args]
-        procs = [
-            subprocess.Popen(
-                command,
-                env=self.env,
-                cwd=self.work,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(4)  # four, so that some of them overlap
-        ]
-        codes = [p.wait(timeout=300) for p in procs]
-        errors = [p.stderr.read() for p in procs]
-        failed = [e for c, e in zip(codes, errors, strict=True) if c != 0]
-        done = subprocess.CompletedProcess(command, ",".join(map(str, codes)), "", "")
-        done.stderr = failed[0] if failed else ""
+        done = self.race(args, 4)  # four, so that some of them overlap
+        codes = [int(c) for c in done.returncode.split(",")]
         winners = codes.count(0)
         effect = f"{winners} of 4 succeed" + (
             "" if winners == 1 else " **(the others' exports silently replaced)**"
@@ -272,23 +279,8 @@ class Probes:
     def two_trainers(self) -> list[Outcome]:
         run = self.work / "shared-run"
         args = ["train", *self.train_args(run, 60)]
-        command = [sys.executable, "-m", "nmt", *args]
-        procs = [
-            subprocess.Popen(
-                command,
-                env=self.env,
-                cwd=self.work,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(2)
-        ]
-        codes = [p.wait(timeout=300) for p in procs]
-        errors = [p.stderr.read() for p in procs]
-        failed = [e for c, e in zip(codes, errors, strict=True) if c != 0]
-        done = subprocess.CompletedProcess(command, ",".join(map(str, codes)), "", "")
-        done.stderr = failed[0] if failed else ""
+        done = self.race(args, 2)
+        failed = done.stderr
         effect = "one trains, the other stops at once" if failed else "**both trained**"
         results = [
             self.outcome("3. two nmt-train on one run_dir", ["train --set ... (x2)"], done, effect)

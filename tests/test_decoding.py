@@ -24,9 +24,8 @@ from nmt.cli import evaluate_main, translate_main
 from nmt.config import ConfigError, TrainConfig
 from nmt.decoding import Decoding, cap_threads, check_threads, is_out_of_memory
 from nmt.distill import DistillConfig
-from nmt.fileio import atomic_torch_save
 
-from .toys import SOURCES, random_state
+from .toys import SOURCES, toy_exports
 
 BACKENDS = ("pytorch", "ctranslate2", "onnx")
 
@@ -34,27 +33,7 @@ BACKENDS = ("pytorch", "ctranslate2", "onnx")
 @pytest.fixture(scope="module")
 def models(toy_tokenizer, tmp_path_factory) -> dict[str, Path]:
     """A random toy checkpoint and its CTranslate2 and ONNX exports, by backend."""
-    root = tmp_path_factory.mktemp("decoding")
-    state = random_state(toy_tokenizer)
-    atomic_torch_save(state, root / "toy.pt")
-    paths = {"pytorch": root / "toy.pt"}
-    if _has("ctranslate2"):
-        from nmt.export.ct2 import export_ct2
-
-        paths["ctranslate2"] = export_ct2(state, root / "ct2")
-    if _has("onnxruntime"):
-        from nmt.export.onnx import export_onnx
-
-        paths["onnx"] = export_onnx(state, root / "onnx")
-    return paths
-
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
+    return toy_exports(tmp_path_factory.mktemp("decoding"), toy_tokenizer)
 
 
 def model_for(models: dict[str, Path], backend: str) -> Path:

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.fileio import atomic_torch_save
-
-from .toys import random_state
+from .toys import toy_exports
 
 ENGINES = ("ctranslate2", "onnxruntime", "onnx")
 
@@ -47,27 +45,7 @@ def test_importing_the_toolkit_imports_no_engine(modules):
 @pytest.fixture(scope="module")
 def models(toy_tokenizer, tmp_path_factory) -> dict[str, Path]:
     """A random toy checkpoint and its CTranslate2 and ONNX exports (where installed)."""
-    root = tmp_path_factory.mktemp("imports")
-    state = random_state(toy_tokenizer)
-    atomic_torch_save(state, root / "toy.pt")
-    paths = {"pytorch": root / "toy.pt"}
-    if _has("ctranslate2"):
-        from nmt.export.ct2 import export_ct2
-
-        paths["ctranslate2"] = export_ct2(state, root / "ct2")
-    if _has("onnxruntime") and _has("onnx"):
-        from nmt.export.onnx import export_onnx
-
-        paths["onnx"] = export_onnx(state, root / "onnx")
-    return paths
-
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
+    return toy_exports(tmp_path_factory.mktemp("imports"), toy_tokenizer)
 
 
 def test_loading_a_model_imports_only_its_engine(models):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import math
 import random
@@ -84,3 +85,22 @@ def random_state(tokenizer: Tokenizer, seed: int = 0, **changes) -> dict:
         "tokenizer_model": tokenizer.model_proto,
         "tokenizer_sha256": tokenizer.sha256(),
     }
+
+
+def toy_exports(root: Path, tokenizer: Tokenizer) -> dict[str, Path]:
+    """A random toy checkpoint and its CTranslate2 and ONNX exports (where those engines are
+    installed), by backend name."""
+    from nmt.fileio import atomic_torch_save
+
+    state = random_state(tokenizer)
+    atomic_torch_save(state, root / "toy.pt")
+    paths = {"pytorch": root / "toy.pt"}
+    if importlib.util.find_spec("ctranslate2"):
+        from nmt.export.ct2 import export_ct2
+
+        paths["ctranslate2"] = export_ct2(state, root / "ct2")
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnx"):
+        from nmt.export.onnx import export_onnx
+
+        paths["onnx"] = export_onnx(state, root / "onnx")
+    return paths

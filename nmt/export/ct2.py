@@ -49,6 +49,7 @@ from nmt.export.folder import (
     make_workdir,
     read_info,
     recover_interrupted,
+    source_model,
     tokenizer_info,
 )
 from nmt.export.folder import publish as _publish
@@ -93,13 +94,7 @@ def export_ct2(
     if vmap is not None and not Path(vmap).is_file():
         raise FileNotFoundError(f"{vmap}: vocabulary mapping file not found")
 
-    tokenizer = Tokenizer(checkpoint_state["tokenizer_model"], "checkpoint:tokenizer_model")
-    expected_sha = checkpoint_state.get("tokenizer_sha256")
-    if expected_sha is not None and expected_sha != tokenizer.sha256():
-        raise ExportError(
-            "the checkpoint's tokenizer does not match its recorded sha256 "
-            f"({tokenizer.sha256()[:12]} != {str(expected_sha)[:12]})"
-        )
+    _, _, tokenizer = source_model(checkpoint_state)
     model = model_from_checkpoint(checkpoint_state)
     spec = build_spec(model, tokenizer)
 

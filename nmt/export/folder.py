@@ -28,13 +28,11 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nmt.fileio import temporary_prefix
 from nmt.model import BOS, EOS, PAD, UNK
-
-if TYPE_CHECKING:
-    from nmt.tokenizer import Tokenizer
+from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +50,29 @@ class ExportError(RuntimeError):
 def is_export(path: Path) -> bool:
     """A folder an earlier export made (not a link to one: the link is not ours to follow)."""
     return path.is_dir() and not path.is_symlink() and (path / EXPORT_INFO).is_file()
+
+
+def source_model(
+    state_or_checkpoint: dict[str, Any] | str | Path, checkpoint_path: str | Path | None = None
+) -> tuple[dict[str, Any], str | Path | None, Tokenizer]:
+    """What every exporter starts from: the checkpoint's state (a path is loaded), its path
+    for the provenance, and its tokenizer, checked against the sha256 the checkpoint
+    recorded."""
+    from nmt.checkpoint import load_checkpoint
+
+    if isinstance(state_or_checkpoint, dict):
+        state = state_or_checkpoint
+    else:
+        checkpoint_path = checkpoint_path or state_or_checkpoint
+        state = load_checkpoint(state_or_checkpoint)
+    tokenizer = Tokenizer(state["tokenizer_model"], "checkpoint:tokenizer_model")
+    expected = state.get("tokenizer_sha256")
+    if expected is not None and expected != tokenizer.sha256():
+        raise ExportError(
+            "the checkpoint's tokenizer does not match its recorded sha256 "
+            f"({tokenizer.sha256()[:12]} != {str(expected)[:12]})"
+        )
+    return state, checkpoint_path, tokenizer
 
 
 def check_output(out_dir: Path, force: bool, inputs: Iterable[str | Path | None] = ()) -> None:

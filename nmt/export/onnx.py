@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt import __version__
-from nmt.checkpoint import load_checkpoint, model_from_checkpoint
+from nmt.checkpoint import model_from_checkpoint
 from nmt.export.folder import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -52,6 +52,7 @@ from nmt.export.folder import (
     make_workdir,
     read_info,
     recover_interrupted,
+    source_model,
     tokenizer_info,
 )
 from nmt.export.folder import publish as _publish
@@ -135,11 +136,7 @@ def export_onnx(
     once the new export is complete. `checkpoint_path`
     (default: the path given) is recorded as provenance.
     """
-    if isinstance(state_or_checkpoint, dict):
-        state = state_or_checkpoint
-    else:
-        checkpoint_path = checkpoint_path or state_or_checkpoint
-        state = load_checkpoint(state_or_checkpoint)
+    state, checkpoint_path, tokenizer = source_model(state_or_checkpoint, checkpoint_path)
     out_dir = Path(out_dir)
     if quantization not in QUANTIZATIONS:
         raise ValueError(
@@ -147,14 +144,6 @@ def export_onnx(
         )
     recover_interrupted(out_dir)
     check_output(out_dir, force, (checkpoint_path,))
-
-    tokenizer = Tokenizer(state["tokenizer_model"], "checkpoint:tokenizer_model")
-    expected_sha = state.get("tokenizer_sha256")
-    if expected_sha is not None and expected_sha != tokenizer.sha256():
-        raise ExportError(
-            "the checkpoint's tokenizer does not match its recorded sha256 "
-            f"({tokenizer.sha256()[:12]} != {str(expected_sha)[:12]})"
-        )
     model = model_from_checkpoint(state)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ExportError(

@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from nmt import __version__
-from nmt.checkpoint import load_checkpoint, model_from_checkpoint
+from nmt.checkpoint import model_from_checkpoint
 from nmt.export.folder import (
     EXPORT_INFO,
     check_output,
     make_workdir,
     publish,
     recover_interrupted,
+    source_model,
     tokenizer_info,
     write_json,
 )
-from nmt.tokenizer import Tokenizer
 from nmt.weights import DTYPES, write_weights
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,7 @@ def export_weights(
     """Write the weights folder `out_dir` of a checkpoint (a path, or the state
     `load_checkpoint` returns); `quantization` is the weights' dtype on disk (float16,
     bfloat16 or float32). The folder rules of `nmt.export.folder` apply."""
-    if isinstance(state_or_checkpoint, dict):
-        state = state_or_checkpoint
-    else:
-        checkpoint_path = checkpoint_path or state_or_checkpoint
-        state = load_checkpoint(state_or_checkpoint)
+    state, checkpoint_path, tokenizer = source_model(state_or_checkpoint, checkpoint_path)
     out_dir = Path(out_dir)
     if quantization not in QUANTIZATIONS:
         raise ValueError(
@@ -54,7 +50,6 @@ def export_weights(
         )
     recover_interrupted(out_dir)
     check_output(out_dir, force, (checkpoint_path,))
-    tokenizer = Tokenizer(state["tokenizer_model"], "checkpoint:tokenizer_model")
     model = model_from_checkpoint(state)
     provenance = {
         "source_checkpoint": None if checkpoint_path is None else str(checkpoint_path),
