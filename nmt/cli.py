@@ -239,6 +239,8 @@ def average_main(argv: list[str] | None = None) -> int:
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
+    from nmt.decoding import Decoding
+
     p = argparse.ArgumentParser(
         prog="nmt-evaluate",
         description="Translate a test set and score it with sacrebleu (BLEU, chrF2, signatures).",
@@ -250,8 +252,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--force", action="store_true", help="replace the hyp.txt and scores.json of an evaluation"
     )
-    p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--beam", type=int, default=Decoding.beam_size, help="beam size (1 = greedy)")
+    p.add_argument("--batch-tokens", type=int, default=Decoding.max_batch_tokens)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument(

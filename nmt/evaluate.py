@@ -11,6 +11,7 @@ import torch
 
 from nmt.bench.machine import hardware
 from nmt.data import read_parallel
+from nmt.decoding import Decoding
 from nmt.fileio import atomic_write_text
 from nmt.scoring import score
 from nmt.translate import load
@@ -24,8 +25,8 @@ def evaluate(
     src: Path,
     ref: Path,
     output_dir: Path,
-    beam_size: int = 4,
-    max_batch_tokens: int = 4096,
+    beam_size: int = Decoding.beam_size,
+    max_batch_tokens: int = Decoding.max_batch_tokens,
     threads: int = 0,
     device: str = "cpu",
     use_vmap: bool = True,
