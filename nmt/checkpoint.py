@@ -200,14 +200,18 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
                 f"{p}: tokenizer differs from {paths[-1]}'s; averaging models with different "
                 "vocabularies gives a meaningless model"
             )
-    avg = {}
+    avg: dict[str, torch.Tensor] = {}
+    done: dict[int, torch.Tensor] = {}  # tied weights (one storage) averaged once, kept tied
     for key, value in ref["model"].items():
-        if value.is_floating_point():
+        if value.data_ptr() in done:
+            avg[key] = done[value.data_ptr()]
+        elif value.is_floating_point():
             avg[key] = (
                 sum(s["model"][key].double() for s in states).div(len(states)).to(value.dtype)
             )
         else:
             avg[key] = value
+        done[value.data_ptr()] = avg[key]
     out = {k: v for k, v in ref.items() if k not in RESUME_KEYS}
     out["model"] = avg
     out["averaged_from"] = [str(p) for p in paths]

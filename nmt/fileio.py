@@ -43,7 +43,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, replace: bool = True) -> N
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
         if replace:
             os.replace(tmp, path)
@@ -72,6 +72,11 @@ def temporary_prefix(path: Path) -> str:
         digest = hashlib.sha256(name.encode()).hexdigest()[:12]
         name = f"{name.encode()[:120].decode(errors='ignore')}~{digest}"
     return f".{name}."
+
+
+def file_mode() -> int:
+    """The permissions `open` gives a new file under this process's umask."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

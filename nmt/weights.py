@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from nmt import __version__
+from nmt.fileio import file_mode
 
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "spm.model"
@@ -49,13 +51,19 @@ def write_weights(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors, tied = {}, []
+    model = state["model"]
+    shared = {}  # tied name -> the name stored
+    if state["model_config"].get("tie_embeddings"):  # tied, even where averaging untied them
+        for name in ("tgt_embed.weight", "output.weight"):
+            if name in model and torch.equal(model[name], model["embed.weight"]):
+                shared[name] = "embed.weight"
     seen: dict[int, str] = {}
-    for name, tensor in state["model"].items():
-        key = tensor.data_ptr()
-        if key in seen and tensor.is_floating_point():  # tied: stored once
-            tied.append([name, seen[key]])
+    for name, tensor in model.items():
+        source = shared.get(name) or seen.get(tensor.data_ptr())
+        if source is not None and tensor.is_floating_point():  # tied: stored once
+            tied.append([name, source])
             continue
-        seen[key] = name
+        seen[tensor.data_ptr()] = name
         cast = tensor.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor
         tensors[name] = cast.contiguous()
     metadata = {
@@ -70,6 +78,7 @@ def write_weights(
     }
     path = out_dir / WEIGHTS_FILE
     save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, file_mode())  # as `open` would make it (the library's file is 0600)
     if tokenizer:
         (out_dir / TOKENIZER_FILE).write_bytes(state["tokenizer_model"])
     return path

@@ -175,3 +175,10 @@ def test_average_replaces_only_an_average(tmp_path, toy_tokenizer, capsys):
     with pytest.raises(FileExistsError):  # no --force: fails even if made meanwhile
         write_average(inputs, out)
     assert len(first) > 0
+
+
+def test_averaging_keeps_tied_weights_tied(tmp_path, toy_tokenizer):
+    for seed in (0, 1):
+        torch.save(random_state(toy_tokenizer, seed, tie_embeddings=True), tmp_path / f"{seed}.pt")
+    model = average_checkpoints([tmp_path / "0.pt", tmp_path / "1.pt"])["model"]
+    assert model["output.weight"] is model["embed.weight"] is model["tgt_embed.weight"]

@@ -64,3 +64,20 @@ def test_a_foreign_or_torn_file_is_refused(checkpoint, tmp_path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(WeightsError, match="not a readable safetensors file"):
         read_weights(path)
+
+
+def test_weights_untied_by_averaging_are_stored_once(checkpoint, tmp_path):
+    state = load_checkpoint(checkpoint)
+    state["model"] = {k: v.clone() for k, v in state["model"].items()}  # as averaging left them
+    path = write_weights(state, tmp_path / "w")
+    with safe_open(str(path), framework="pt") as f:
+        assert {"tgt_embed.weight", "output.weight"}.isdisjoint(f.keys())
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
