@@ -81,3 +81,14 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_the_committed_member_loads_and_translates():
+    """models/multi30k-tiny/s1: float16 weights, the tokenizer in the parent folder."""
+    from pathlib import Path
+
+    member = Path(__file__).resolve().parents[1] / "models" / "multi30k-tiny" / "s1"
+    state = read_weights(member)
+    assert state["model_config"]["d_model"] == 128 and state["weights_dtype"] == "float16"
+    (out,) = load(member).translate(["A man rides a bike down the street."], beam_size=1)
+    assert "Mann" in out and "Fahrrad" in out
