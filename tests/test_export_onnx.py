@@ -7,25 +7,18 @@ compared token for token on random id sequences, up to the full position table.
 
 from __future__ import annotations
 
-import itertools
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from nmt.backends.onnx import (  # noqa: E402
-    OnnxTranslator,
-    _topk,
-    is_onnx_export,
-    load_onnx,
-    pad_sources,
-)
+from nmt.backends.onnx import OnnxTranslator, is_onnx_export, load_onnx  # noqa: E402
+from nmt.batching import pad_sources  # noqa: E402
 from nmt.checkpoint import load_checkpoint  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
 from nmt.export.onnx import (  # noqa: E402
@@ -40,7 +33,7 @@ from nmt.export.onnx import (  # noqa: E402
 )
 from nmt.fileio import file_sha256  # noqa: E402
 from nmt.model import EOS, Transformer  # noqa: E402
-from nmt.search import SearchOptions, _length_limits, search  # noqa: E402
+from nmt.search import SearchOptions, search  # noqa: E402
 from nmt.train import train  # noqa: E402
 from nmt.translate import find_checkpoint, load  # noqa: E402
 
@@ -127,19 +120,9 @@ def test_random_model_matches_token_for_token(tmp_path, toy_tokenizer, pre_norm,
         SearchOptions(beam_size=4, max_len_a=0, max_len_b=63),
         SearchOptions(beam_size=3, length_penalty=0.0, max_len_a=0.5, max_len_b=2, min_len=2),
     ):
-        expected = search(model, torch.from_numpy(src), opts)
-        assert translator.search(src, opts) == expected, opts
+        expected = search(model, src, opts)
+        assert search(translator.model, src, opts) == expected, opts  # the graphs, decoded
     assert len({tuple(h) for h in expected}) > 5  # the outputs depend on the input
-
-
-def test_length_limits_match_pytorch(trained):
-    """float32 arithmetic, truncation and clamping as `nmt.search` does them."""
-    src = pad_sources([[4] * n + [EOS] for n in range(63)])
-    model = SimpleNamespace(config=SimpleNamespace(max_positions=trained.fp32.max_positions))
-    for a, b in itertools.product((0.0, 0.1, 0.3, 0.7, 1.1, 1.5, 2.3), (0, 1, 3, 10, 100)):
-        opts = SearchOptions(max_len_a=a, max_len_b=b)
-        expected = _length_limits(model, torch.from_numpy(src), opts).tolist()
-        assert trained.fp32.length_limits(src, opts).tolist() == expected, (a, b)
 
 
 def test_int8_keeps_most_sentences_identical(trained):
@@ -210,18 +193,18 @@ def test_graphs_have_the_documented_inputs_and_dynamic_axes(trained):
     L = trained.state["model_config"]["dec_layers"]
     info = read_export_info(trained.root / "fp32")["graphs"]
     for name, (inputs, outputs), session in (
-        ("encoder", encoder_io(L), trained.fp32.encoder),
-        ("decoder", decoder_io(L), trained.fp32.decoder),
+        ("encoder", encoder_io(L), trained.fp32.model.encoder),
+        ("decoder", decoder_io(L), trained.fp32.model.decoder),
     ):
         assert [i.name for i in session.get_inputs()] == inputs == info[name]["inputs"]
         assert [o.name for o in session.get_outputs()] == outputs == info[name]["outputs"]
         assert info[name]["sha256"] == file_sha256(trained.root / "fp32" / info[name]["file"])
-    shapes = {i.name: i.shape for i in trained.fp32.decoder.get_inputs()}
+    shapes = {i.name: i.shape for i in trained.fp32.model.decoder.get_inputs()}
     assert isinstance(shapes["tokens"][0], str) and shapes["step"] == []
     assert all(isinstance(d, str) for d in shapes["src_mask"])
     assert all(isinstance(shapes["past_k_0"][a], str) for a in (0, 2))
     assert all(isinstance(shapes["memory_v_0"][a], str) for a in (0, 2))
-    src_shape = trained.fp32.encoder.get_inputs()[0].shape
+    src_shape = trained.fp32.model.encoder.get_inputs()[0].shape
     assert all(isinstance(d, str) for d in src_shape)
 
 
@@ -276,16 +259,3 @@ def test_export_rejects_bad_requests(trained, tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ExportError, match="not an nmt"):
         read_export_info(trained.root / "run")
-
-
-def test_topk_is_exact_and_breaks_ties_by_index():
-    """The beam search's top-k equals a stable full sort, with many ties and -inf values."""
-    rng = np.random.default_rng(0)
-    for m, k, segment in ((60, 8, 15), (240, 8, 60), (40, 6, 4), (30, 4, 2)):
-        x = rng.integers(-5, 3, size=(50, m)).astype(np.float32)
-        x[rng.random(x.shape) < 0.3] = -np.inf
-        x[:3, segment:] = -np.inf  # only the first segment finite, as at a beam's first step
-        values, idx = _topk(x, k, segment)
-        expected = np.argsort(-x, axis=1, kind="stable")[:, :k]
-        assert (idx == expected).all()
-        assert (values == np.take_along_axis(x, expected, 1)).all()
