@@ -243,6 +243,9 @@ class Stage:
     name: str
     spec: dict[str, Any]  # the settings its outputs depend on (checked against its marker)
     run: Callable[[], dict[str, Any]]
+    # The spec of default settings: a setting a later version added (absent from an older
+    # marker) changes nothing while it keeps its default.
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -265,8 +268,9 @@ def plan(c: PipelineConfig) -> list[Stage]:
     root = Path(c.root)
     teacher = teacher_run_config(c)
     students = {s.name: student_run_config(c, s) for s in c.students}
+    run_defaults = _json(RunConfig().to_dict())
     stages = [
-        Stage("teacher", _json(teacher.to_dict()), lambda: train_stage(teacher)),
+        Stage("teacher", _json(teacher.to_dict()), lambda: train_stage(teacher), run_defaults),
         Stage(
             "distill",
             _json(
@@ -277,10 +281,12 @@ def plan(c: PipelineConfig) -> list[Stage]:
                 }
             ),
             lambda: distill_stage(c, teacher),
+            _json(asdict(DistillConfig())),
         ),
     ]
     for name, run in students.items():
-        stages.append(Stage(name, _json(run.to_dict()), lambda run=run: train_stage(run)))
+        train = functools.partial(train_stage, run)
+        stages.append(Stage(name, _json(run.to_dict()), train, run_defaults))
     models = ({c.teacher.name: teacher} if c.export.teacher else {}) | students
     export_spec = _json({**asdict(c.export), "models": list(models)})
     export = functools.partial(export_stage, root, models, c.export, tuple(students))
@@ -316,8 +322,8 @@ def _run_stages(
         marker = root / "stages" / f"{stage.name}.json"
         if marker.is_file():
             done = json.loads(marker.read_text(encoding="utf-8"))
-            if done["spec"] != stage.spec:
-                raise PipelineError(_stale(marker, done["spec"], stage.spec))
+            if changed := _changes(done["spec"], stage.spec, stage.defaults):
+                raise PipelineError(_stale(marker, changed))
             log.info("stage %s: done (%s)", stage.name, marker)
             result.skipped.append(stage.name)
             result.results[stage.name] = done["result"]
@@ -602,8 +608,28 @@ def _json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _stale(marker: Path, done: dict[str, Any], now: dict[str, Any]) -> str:
-    changed = sorted(_diff(done, now))
+def _changes(done: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """The settings that differ from a stage's marker; one the marker lacks (added by a
+    later version) counts only when it is set away from its default."""
+    return sorted(
+        key
+        for key in _diff(done, now)
+        if not (_at(done, key) is _ABSENT and _at(now, key) == _at(defaults, key))
+    )
+
+
+_ABSENT = object()
+
+
+def _at(spec: Any, key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(spec, dict) or part not in spec:
+            return _ABSENT
+        spec = spec[part]
+    return spec
+
+
+def _stale(marker: Path, changed: list[str]) -> str:
     return (
         f"{marker}: this stage was run with other settings (changed: {', '.join(changed)}); "
         "delete its outputs and this marker to run it again, or choose another root"

@@ -318,3 +318,16 @@ def test_one_pipeline_at_a_time_per_root(tmp_path):
     with FolderLock(config.root, "test"), pytest.raises(FolderBusyError, match="PID"):
         run_pipeline(config)
     assert not (Path(config.root) / "stages").exists()  # nothing ran
+
+
+def test_a_setting_added_later_keeps_an_older_stage_done_while_at_its_default():
+    from nmt.pipeline import _changes
+
+    defaults = {"beam_size": 4, "filters": {"max_ratio": 3.0, "max_top_share": 0.05}}
+    old = {"beam_size": 4, "filters": {"max_ratio": 2.5}}  # written before max_top_share
+    now = {"beam_size": 4, "filters": {"max_ratio": 2.5, "max_top_share": 0.05}}
+    assert _changes(old, now, defaults) == []
+    now["filters"]["max_top_share"] = 0.2  # set away from its default: the outputs differ
+    assert _changes(old, now, defaults) == ["filters.max_top_share"]
+    now["beam_size"] = 1
+    assert _changes(old, now, defaults) == ["beam_size", "filters.max_top_share"]
