@@ -475,7 +475,8 @@ import os, sys, torch
 class Payload:
     def __reduce__(self):
         return (os.system, (f"touch {sys.argv[3]}",))
-state = torch.load(sys.argv[1], weights_only=False)
+with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):  # our own run
+    state = torch.load(sys.argv[1], weights_only=True)
 state["note"] = Payload()
 torch.save(state, sys.argv[2])
 """
@@ -484,7 +485,8 @@ BIG = """
 import sys, dataclasses, torch
 from nmt.config import ModelConfig
 from nmt.model import Transformer
-state = torch.load(sys.argv[1], weights_only=False)
+with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):  # our own run
+    state = torch.load(sys.argv[1], weights_only=True)
 vocab = state["model_config"]["vocab_size"]
 config = ModelConfig(vocab_size=vocab, d_model=768, heads=8, ffn=3072, enc_layers=6,
                      dec_layers=6, max_positions=64)
