@@ -127,9 +127,53 @@ class DataConfig:
         _check(self.max_ratio >= 1.0, "data.max_ratio", "must be >= 1.0")
 
 
+SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
+
+
+@dataclass(frozen=True)
+class ScheduledSamplingConfig:
+    """Scheduled sampling (Bengio et al. 2015) with a two-pass decoder (Mihaylova & Martins
+    2019): a first pass without gradients predicts every target position; each gold decoder
+    input is then replaced by the model's own prediction with the mixing probability of the
+    step (see nmt/sampling.py). Off by default (`max_prob` 0)."""
+
+    schedule: str = "linear"  # constant, linear, exponential or inverse_sigmoid
+    k: float = 1000.0  # linear: updates to reach max_prob; exponential: decay per update
+    # (< 1); inverse_sigmoid: its constant (>= 1)
+    start_step: int = 0  # teacher forcing only before this update
+    max_prob: float = 0.0  # the largest mixing probability (0: off)
+    predictions: str = "argmax"  # the first pass's tokens: argmax or sample
+
+    def __post_init__(self) -> None:
+        key = "train.scheduled_sampling"
+        _check(
+            self.schedule in SCHEDULES,
+            f"{key}.schedule",
+            f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
+        )
+        _check(0.0 <= self.max_prob <= 1.0, f"{key}.max_prob", "must be in [0, 1]")
+        _check(self.start_step >= 0, f"{key}.start_step", "must be >= 0")
+        _check(
+            self.predictions in ("argmax", "sample"),
+            f"{key}.predictions",
+            f"must be argmax or sample, got {self.predictions!r}",
+        )
+        if self.schedule == "linear":
+            _check(self.k > 0, f"{key}.k", "linear: updates to reach max_prob, must be > 0")
+        elif self.schedule == "exponential":
+            _check(0 < self.k < 1, f"{key}.k", "exponential: decay per update, must be in (0, 1)")
+        elif self.schedule == "inverse_sigmoid":
+            _check(self.k >= 1, f"{key}.k", "inverse_sigmoid: must be >= 1")
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_prob > 0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, precision, validation and checkpointing."""
+    """Optimisation, precision, validation and checkpointing; fine-tuning (`init_from`,
+    `freeze_*`) and scheduled sampling."""
 
     seed: int = 1234
     max_steps: int = 100_000
@@ -156,6 +200,13 @@ class TrainConfig:
     keep_last: int = 5
     average_last: int = 0
     device: str = "auto"
+    # Fine-tuning: start from these weights (a run folder, .pt checkpoint, weights folder or
+    # model.safetensors) with a fresh optimizer and schedule; the tokenizer is the parent's.
+    init_from: str = ""
+    freeze_embeddings: bool = False  # no updates to the (tied) embeddings and output layer
+    freeze_encoder: bool = False  # no updates to the encoder layers
+    freeze_steps: int = 0  # frozen for the first N updates only (0: throughout)
+    scheduled_sampling: ScheduledSamplingConfig = field(default_factory=ScheduledSamplingConfig)
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
@@ -169,7 +220,14 @@ class TrainConfig:
             "valid_batch_tokens",
         ):
             _check(getattr(self, name) > 0, f"train.{name}", "must be positive")
-        for name in ("warmup_steps", "threads", "patience", "keep_last", "average_last"):
+        for name in (
+            "warmup_steps",
+            "threads",
+            "patience",
+            "keep_last",
+            "average_last",
+            "freeze_steps",
+        ):
             _check(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")
         _check(
             self.average_last <= max(self.keep_last, 1),
@@ -189,6 +247,11 @@ class TrainConfig:
             self.device in ("auto", "cpu", "cuda"),
             "train.device",
             f"must be auto, cpu or cuda, got {self.device!r}",
+        )
+        _check(
+            not self.freeze_steps or self.freeze_embeddings or self.freeze_encoder,
+            "train.freeze_steps",
+            "needs train.freeze_embeddings or train.freeze_encoder",
         )
 
 

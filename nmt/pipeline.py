@@ -8,6 +8,8 @@ output lives under the pipeline's `root`:
     ROOT/exports/TEACHER-distill-Q/  the teacher exported to CTranslate2 (type Q) to distil
     ROOT/distilled/           the distilled dataset folder (nmt.distill)
     ROOT/STUDENT/             one run folder per student
+    ROOT/FINETUNED/           one run folder per fine-tuning stage: the teacher or a student
+                              trained further on the stage config's (in-domain) data
     ROOT/exports/NAME-Q/      the int8 (or other) exports, with a vocabulary map when
                               nmt.vmap is available; ROOT/exports/NAME.vmap.txt
     ROOT/bench/               grid.yaml (rerun it with nmt-bench), results.jsonl, report.md
@@ -80,6 +82,22 @@ class RunStage:
 
 
 @dataclass(frozen=True)
+class FinetuneStage:
+    """Fine-tune the teacher or a student (`parent`, by name) with a run config of its own,
+    usually on in-domain data (see models/finetune-tatoeba.yaml): the run starts from the
+    parent's weights and keeps its tokenizer (train.init_from); ``--set`` overrides apply."""
+
+    name: str
+    config: str
+    parent: str
+    set: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check(bool(_NAME.match(self.name)), "name", f"must match {_NAME.pattern}")
+        _check(self.name not in RESERVED, "name", f"{self.name!r} is reserved for a folder")
+
+
+@dataclass(frozen=True)
 class ExportStage:
     quantization: str = "int8"  # CTranslate2 weight type of the exports
     vmap: bool = True  # ship a vocabulary map built from each model's training data
@@ -145,6 +163,7 @@ class PipelineConfig:
     root: str
     teacher: RunStage
     students: tuple[RunStage, ...]
+    finetune: tuple[FinetuneStage, ...] = ()  # after the students; exported and compared too
     name: str = "pipeline"
     data_dir: str = ""  # dataset files for every run (like --data-dir); empty: the configs'
     teacher_export: str = "int8"  # weight type of the teacher export that distils ("": PyTorch)
@@ -178,6 +197,18 @@ class PipelineConfig:
         names = [self.teacher.name] + [s.name for s in self.students]
         for i, name in enumerate(names[1:]):
             _check(names.index(name) == i + 1, f"students[{i}].name", f"{name!r} is used twice")
+        for i, f in enumerate(self.finetune):
+            _check(
+                f.name not in names and f.name not in STAGES,
+                f"finetune[{i}].name",
+                f"{f.name!r} names another model or a stage",
+            )
+            _check(
+                f.parent in names,
+                f"finetune[{i}].parent",
+                f"{f.parent!r} is not the teacher or a student (or an earlier fine-tuned model)",
+            )
+            names.append(f.name)
         for i, s in enumerate(self.students):
             _check(s.name not in STAGES, f"students[{i}].name", f"{s.name!r} names a stage")
             _check(
@@ -198,7 +229,7 @@ def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> Pipelin
     raw = apply_overrides(load_yaml(path), list(overrides))
     try:
         config = build_config(PipelineConfig, raw, "")
-        for stage in (config.teacher, *config.students):
+        for stage in (config.teacher, *config.students, *config.finetune):
             load_run_config(stage.config, list(stage.set))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
@@ -233,6 +264,20 @@ def student_run_config(c: PipelineConfig, student: RunStage) -> RunConfig:
         spm = str(Path(c.root) / c.teacher.name / "spm.model")
         run = replace(run, tokenizer=replace(run.tokenizer, model=spm))
     return run
+
+
+def finetune_run_config(c: PipelineConfig, stage: FinetuneStage) -> RunConfig:
+    """The fine-tuning run: its own config and data, started from the parent's run folder
+    with the parent's tokenizer."""
+    run = load_run_config(stage.config, list(stage.set))
+    data = replace(run.data, data_dir=c.data_dir) if c.data_dir else run.data
+    return replace(
+        run,
+        run_dir=str(Path(c.root) / stage.name),
+        data=data,
+        tokenizer=replace(run.tokenizer, model=""),
+        train=replace(run.train, init_from=str(Path(c.root) / stage.parent)),
+    )
 
 
 # --- stages ----------------------------------------------------------------------------------
@@ -284,10 +329,11 @@ def plan(c: PipelineConfig) -> list[Stage]:
             _json(asdict(DistillConfig())),
         ),
     ]
-    for name, run in students.items():
+    finetuned = {f.name: finetune_run_config(c, f) for f in c.finetune}
+    for name, run in (students | finetuned).items():
         train = functools.partial(train_stage, run)
         stages.append(Stage(name, _json(run.to_dict()), train, run_defaults))
-    models = ({c.teacher.name: teacher} if c.export.teacher else {}) | students
+    models = ({c.teacher.name: teacher} if c.export.teacher else {}) | students | finetuned
     export_spec = _json({**asdict(c.export), "models": list(models)})
     export = functools.partial(export_stage, root, models, c.export, tuple(students))
     stages.append(Stage("export", export_spec, export))
@@ -545,6 +591,7 @@ def zoo_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConfig
 
     root = Path(c.root)
     data = {s.name: s.data for s in c.students} | {c.teacher.name: "original"}
+    data |= {f.name: f"fine-tuned {f.parent}" for f in c.finetune}
     zoo_models = [
         ZooModel(
             name=name,
@@ -569,7 +616,7 @@ def release_stage(c: PipelineConfig) -> dict:
     from nmt.zoo import distillation_notes, write_release
 
     zoo = json.loads((Path(c.root) / "zoo" / "zoo.json").read_text(encoding="utf-8"))
-    students = [m for m in zoo["models"] if m["name"] != c.teacher.name]
+    students = [m for m in zoo["models"] if m["name"] in {s.name for s in c.students}]
     name = c.release.model or max(students, key=lambda m: m["beam1"]["bleu"])["name"]
     size = next(m["export_mb"] for m in students if m["name"] == name)
     if c.release.max_mb and size > c.release.max_mb:

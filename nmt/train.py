@@ -44,10 +44,21 @@ from nmt.decoding import cap_threads
 from nmt.fileio import (
     FolderLock,
     atomic_torch_save,
+    atomic_write_bytes,
     atomic_write_text,
     remove_stale_temporaries,
 )
+from nmt.finetune import (
+    Parent,
+    apply_freezing,
+    check_architecture,
+    check_tokenizer,
+    frozen_parameters,
+    load_parent,
+    parent_checkpoint,
+)
 from nmt.model import PAD, Transformer
+from nmt.sampling import first_pass, mix_inputs, mixing_probability
 from nmt.scoring import score
 from nmt.tokenizer import Tokenizer, train_tokenizer
 from nmt.translate import TorchTranslator
@@ -184,6 +195,7 @@ class Trainer:
             torch.set_num_threads(cap_threads(c.threads, "train.threads"))
         self.device = pick_device(c.device)
         self.amp_dtype = pick_precision(c.precision, self.device)
+        self.parent: Parent | None = load_parent(c.init_from) if c.init_from else None
         self._prepare_run_dir()
         self.tokenizer = self._tokenizer()
         self.train_data, self.valid_data, self.valid_text = self._data()
@@ -192,6 +204,15 @@ class Trainer:
         )
         torch.manual_seed(c.seed)
         self.model = Transformer(config.model).to(self.device)
+        if self.parent is not None:
+            check_architecture(self.parent, config.model)
+            self.model.load_state_dict(self.parent.state["model"])
+            log.info(
+                "fine-tuning from %s (sha256 %s): fresh optimizer and schedule%s",
+                self.parent.path,
+                self.parent.sha256[:12],
+                self._frozen_note(),
+            )
         self.optimizer = make_optimizer(self.model, c)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, inverse_sqrt(c.warmup_steps)
@@ -236,9 +257,19 @@ class Trainer:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("nmt").addHandler(handler)
 
+    def _frozen_note(self) -> str:
+        c = self.config.train
+        frozen = [n for n in ("embeddings", "encoder") if getattr(c, f"freeze_{n}")]
+        if not frozen:
+            return ""
+        span = f"the first {c.freeze_steps} updates" if c.freeze_steps else "every update"
+        return f"; {' and '.join(frozen)} frozen for {span}"
+
     def _tokenizer(self) -> Tokenizer:
         c = self.config.tokenizer
         local = self.run_dir / "spm.model"
+        if self.parent is not None:
+            return self._parent_tokenizer(local)
         if c.model:
             tok = Tokenizer.from_file(c.model)
             shutil.copyfile(c.model, local)
@@ -253,6 +284,21 @@ class Trainer:
             return train_tokenizer(src + tgt, c, local)
         except RuntimeError as e:  # SentencePiece's own checks
             raise CorpusError(f"{files[0]}: cannot train the tokenizer on it ({e})") from None
+
+    def _parent_tokenizer(self, local: Path) -> Tokenizer:
+        """The parent's tokenizer, copied into the run folder; a tokenizer.model given (or an
+        spm.model already there) must be the same one."""
+        given = self.config.tokenizer.model
+        for path, key in ((given, "tokenizer.model"), (local, str(local))):
+            if path and Path(path).is_file():
+                tok = Tokenizer.from_file(path)
+                check_tokenizer(self.parent, tok, key)
+                break
+        else:
+            tok = self.parent.tokenizer
+        if not local.is_file():
+            atomic_write_bytes(local, tok.model_proto)
+        return tok
 
     def _data(self) -> tuple[EncodedCorpus, EncodedCorpus, tuple[list[str], list[str]]]:
         d = self.config.data
@@ -321,6 +367,7 @@ class Trainer:
             "tokenizer_model": self.tokenizer.model_proto,
             "step": self.state.step,
             "torch_version": str(torch.__version__),
+            **({"parent": self.parent.provenance()} if self.parent is not None else {}),
         }
 
     def save(self, snapshot: bool = True) -> None:
@@ -406,12 +453,18 @@ class Trainer:
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer update over `accum_steps` batches; returns summed loss, nll, tokens."""
         c = self.config.train
+        if c.freeze_embeddings or c.freeze_encoder:
+            apply_freezing(self.model, c, self.state.step)
+        sampling = mixing_probability(c.scheduled_sampling, self.state.step + 1)
         total_loss = total_nll = total_tokens = 0
         for _ in range(c.accum_steps):
             src, tgt_in, tgt_out = (
                 t.to(self.device, non_blocking=True) for t in next(self.batches)
             )
             with self._autocast():
+                if sampling > 0:  # scheduled sampling: the decoder reads some own predictions
+                    own = first_pass(self.forward, self.model, src, tgt_in)
+                    tgt_in = mix_inputs(tgt_in, own, sampling, c.scheduled_sampling.predictions)
                 logits = self.forward(src, tgt_in)
             loss, nll, ntok = label_smoothed_loss(logits, tgt_out, c.label_smoothing)
             # Normalise by this batch's tokens; each of the accum batches weighs the same.
@@ -590,6 +643,8 @@ class Trainer:
                     "tgt_tokens_per_s": tokens / (now - window_start),
                     "elapsed_s": round(s.elapsed, 1),
                 }
+                if c.scheduled_sampling.enabled:
+                    record["sampling_prob"] = mixing_probability(c.scheduled_sampling, s.step)
                 s.target_tokens += tokens
                 bar.set_postfix(
                     loss=f"{record['loss']:.3f}",
@@ -651,6 +706,9 @@ class Trainer:
             "best_valid_bleu": s.best_bleu,
             "validations": s.validations,
         }
+        if self.parent is not None:
+            summary["parent"] = self.parent.provenance()
+            summary["frozen_parameters"] = sum(p.numel() for p in frozen_parameters(self.model, c))
         if c.average_last > 1:
             snapshots = sorted(
                 (self.run_dir / "checkpoints").glob("step_*.pt"),
@@ -672,11 +730,13 @@ class Trainer:
 def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     """Train (or with `resume`, continue) the run of `config` in its `run_dir`, which one
     process at a time may write: a second `train` on it fails at once, naming the first's PID.
-    Nothing is created before the corpus files are found."""
+    Nothing is created before the corpus files and the parent (`train.init_from`) are found."""
     for split in (config.data.train, config.data.valid):
         for path in resolve_split(config, split):
             if not path.is_file():
                 raise CorpusError(f"{path}: file not found (data.{_split_key(config, split)})")
+    if config.train.init_from:
+        parent_checkpoint(config.train.init_from)
     with FolderLock(config.run_dir, "nmt-train"):
         return Trainer(config, resume=resume).run()
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from nmt.checkpoint import load_checkpoint
 from nmt.cli import pipeline_main
 from nmt.config import ConfigError, load_run_config
+from nmt.fileio import file_sha256
 from nmt.pipeline import (
     PipelineError,
     load_pipeline_config,
@@ -331,3 +333,27 @@ def test_a_setting_added_later_keeps_an_older_stage_done_while_at_its_default():
     assert _changes(old, now, defaults) == ["filters.max_top_share"]
     now["beam_size"] = 1
     assert _changes(old, now, defaults) == ["beam_size", "filters.max_top_share"]
+
+
+def test_a_finetune_stage_starts_from_its_parent_and_joins_the_comparison(tmp_path):
+    pytest.importorskip("ctranslate2")
+    path = tiny_pipeline(tmp_path, bench=False)
+    stage = f"finetune=[{{name: ft, config: {tmp_path / 'student.yaml'}, parent: student}}]"
+    with pytest.raises(ConfigError, match=r"finetune\[0\]\.parent: 'nobody' is not"):
+        load_pipeline_config(path, [stage.replace("parent: student", "parent: nobody")])
+    with pytest.raises(ConfigError, match=r"finetune\[0\]\.name: 'student' names another"):
+        load_pipeline_config(path, [stage.replace("name: ft", "name: student")])
+    config = load_pipeline_config(path, [stage])
+    result = run_pipeline(config)
+    assert result.ran == ["teacher", "distill", "student", "ft", "export", "zoo", "release"]
+    out = Path(config.root)
+    student = json.loads((out / "student" / "summary.json").read_text())
+    chosen = out / "student" / student.get("checkpoint", "best.pt")
+    parent = load_checkpoint(out / "ft" / "last.pt")["parent"]
+    assert parent["path"] == str(chosen) and parent["sha256"] == file_sha256(chosen)
+    assert (out / "ft" / "spm.model").read_bytes() == (out / "teacher" / "spm.model").read_bytes()
+    info = json.loads((out / "exports" / "ft-int8" / "nmt_export.json").read_text())
+    assert info["parent"]["sha256"] == parent["sha256"]
+    zoo = json.loads((out / "zoo" / "zoo.json").read_text())
+    assert [(m["name"], m["data"]) for m in zoo["models"]][-1] == ("ft", "fine-tuned student")
+    assert result.results["release"]["model"] == "student"  # only students are released

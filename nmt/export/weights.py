@@ -55,6 +55,7 @@ def export_weights(
         "source_checkpoint": None if checkpoint_path is None else str(checkpoint_path),
         "step": state.get("step"),
         "averaged_from": state.get("averaged_from"),
+        "parent": state.get("parent"),  # the model it was fine-tuned from (nmt.finetune)
     }
     workdir = make_workdir(out_dir)
     try:
