@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -42,22 +43,22 @@ class ModelConfig:
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             self.d_model % self.heads == 0,
             "model.heads",
             f"must divide model.d_model ({self.d_model}), got {self.heads}",
         )
-        _check(self.d_model % 2 == 0, "model.d_model", f"must be even, got {self.d_model}")
+        check(self.d_model % 2 == 0, "model.d_model", f"must be even, got {self.d_model}")
         for name in ("vocab_size", "d_model", "heads", "ffn", "max_positions"):
-            _check(getattr(self, name) > 0, f"model.{name}", "must be positive")
-        _check(
+            check(getattr(self, name) > 0, f"model.{name}", "must be positive")
+        check(
             self.enc_layers >= 1 and self.dec_layers >= 1,
             "model.enc_layers",
             "encoder and decoder need at least one layer each",
         )
-        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
-        _check(0.0 <= self.attn_dropout < 1.0, "model.attn_dropout", "must be in [0, 1)")
-        _check(
+        check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        check(0.0 <= self.attn_dropout < 1.0, "model.attn_dropout", "must be in [0, 1)")
+        check(
             self.activation in ("relu", "gelu"),
             "model.activation",
             f"must be 'relu' or 'gelu', got {self.activation!r}",
@@ -77,21 +78,21 @@ class TokenizerConfig:
     seed_sentencepiece_size: int = 1_000_000
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             self.type in ("unigram", "bpe"),
             "tokenizer.type",
             f"must be 'unigram' or 'bpe', got {self.type!r}",
         )
         # 4 special pieces, plus 256 byte pieces with byte fallback.
         minimum = 4 + (256 if self.byte_fallback else 0) + 1
-        _check(
+        check(
             self.vocab_size >= minimum,
             "tokenizer.vocab_size",
             f"must be at least {minimum} (special pieces"
             f"{' and 256 byte-fallback pieces' if self.byte_fallback else ''}),"
             f" got {self.vocab_size}",
         )
-        _check(
+        check(
             0.9 <= self.character_coverage <= 1.0,
             "tokenizer.character_coverage",
             "must be in [0.9, 1.0]",
@@ -119,12 +120,12 @@ class DataConfig:
     max_ratio: float = 3.0
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             self.max_tokens >= self.min_tokens >= 0,
             "data.max_tokens",
             "must be >= data.min_tokens >= 0",
         )
-        _check(self.max_ratio >= 1.0, "data.max_ratio", "must be >= 1.0")
+        check(self.max_ratio >= 1.0, "data.max_ratio", "must be >= 1.0")
 
 
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
@@ -146,24 +147,24 @@ class ScheduledSamplingConfig:
 
     def __post_init__(self) -> None:
         key = "train.scheduled_sampling"
-        _check(
+        check(
             self.schedule in SCHEDULES,
             f"{key}.schedule",
             f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
         )
-        _check(0.0 <= self.max_prob <= 1.0, f"{key}.max_prob", "must be in [0, 1]")
-        _check(self.start_step >= 0, f"{key}.start_step", "must be >= 0")
-        _check(
+        check(0.0 <= self.max_prob <= 1.0, f"{key}.max_prob", "must be in [0, 1]")
+        check(self.start_step >= 0, f"{key}.start_step", "must be >= 0")
+        check(
             self.predictions in ("argmax", "sample"),
             f"{key}.predictions",
             f"must be argmax or sample, got {self.predictions!r}",
         )
         if self.schedule == "linear":
-            _check(self.k > 0, f"{key}.k", "linear: updates to reach max_prob, must be > 0")
+            check(self.k > 0, f"{key}.k", "linear: updates to reach max_prob, must be > 0")
         elif self.schedule == "exponential":
-            _check(0 < self.k < 1, f"{key}.k", "exponential: decay per update, must be in (0, 1)")
+            check(0 < self.k < 1, f"{key}.k", "exponential: decay per update, must be in (0, 1)")
         elif self.schedule == "inverse_sigmoid":
-            _check(self.k >= 1, f"{key}.k", "inverse_sigmoid: must be >= 1")
+            check(self.k >= 1, f"{key}.k", "inverse_sigmoid: must be >= 1")
 
     @property
     def enabled(self) -> bool:
@@ -209,7 +210,7 @@ class TrainConfig:
     scheduled_sampling: ScheduledSamplingConfig = field(default_factory=ScheduledSamplingConfig)
 
     def __post_init__(self) -> None:
-        _check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
+        check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
         for name in (
             "max_steps",
             "batch_tokens",
@@ -219,7 +220,7 @@ class TrainConfig:
             "save_every",
             "valid_batch_tokens",
         ):
-            _check(getattr(self, name) > 0, f"train.{name}", "must be positive")
+            check(getattr(self, name) > 0, f"train.{name}", "must be positive")
         for name in (
             "warmup_steps",
             "threads",
@@ -228,27 +229,27 @@ class TrainConfig:
             "average_last",
             "freeze_steps",
         ):
-            _check(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")
-        _check(
+            check(getattr(self, name) >= 0, f"train.{name}", "must be >= 0")
+        check(
             self.average_last <= max(self.keep_last, 1),
             "train.average_last",
             f"cannot exceed train.keep_last ({self.keep_last}), the step checkpoints kept",
         )
-        _check(self.max_minutes >= 0, "train.max_minutes", "must be >= 0")
-        _check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
-        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
-        _check(self.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 disables clipping)")
-        _check(
+        check(self.max_minutes >= 0, "train.max_minutes", "must be >= 0")
+        check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
+        check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        check(self.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 disables clipping)")
+        check(
             self.precision in ("auto", "fp32", "bf16", "fp16"),
             "train.precision",
             f"must be auto, fp32, bf16 or fp16, got {self.precision!r}",
         )
-        _check(
+        check(
             self.device in ("auto", "cpu", "cuda"),
             "train.device",
             f"must be auto, cpu or cuda, got {self.device!r}",
         )
-        _check(
+        check(
             not self.freeze_steps or self.freeze_embeddings or self.freeze_encoder,
             "train.freeze_steps",
             "needs train.freeze_embeddings or train.freeze_encoder",
@@ -266,7 +267,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             Path(self.run_dir.strip() or ".") != Path("."),
             "run_dir",
             f"must name a folder for the run, not the current folder (got {self.run_dir!r})",
@@ -276,32 +277,60 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def _check(ok: bool, key: str, message: str) -> None:
+def check(ok: bool, key: str, message: str) -> None:
+    """Raise `ConfigError("key: message")` unless `ok`: every config class validates with it."""
     if not ok:
         raise ConfigError(f"{key}: {message}")
 
 
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a model's, stage's or folder's name
+
+
+def check_name(name: str, key: str) -> None:
+    check(bool(NAME.match(name)), key, f"must match {NAME.pattern}")
+
+
 def from_dict(cls: type, values: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, recursively; every key is checked."""
+    """Build dataclass `cls` from a mapping, recursively; every key is checked: unknown keys,
+    missing required ones (fields without a default) and values of the wrong type are
+    errors naming the key from the top (``students[0].config``). Sections are dataclasses,
+    lists are ``tuple[X, ...]`` (a scalar is a one-item list), ``dict[str, str]`` is a
+    mapping. A class's own check may name its key from the top (``model.d_model``) or from
+    itself (``name``, then prefixed here)."""
     where = prefix.rstrip(".") or "config"
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key (known keys of {where}: {', '.join(sorted(known))})"
-        )
-    kwargs = {}
-    for name, value in values.items():
-        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
-    return cls(**kwargs)
+        known = ", ".join(sorted(fields))
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known keys of {where}: {known})")
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in values:
+            raise ConfigError(f"{prefix}{name}: missing (required)")
+    kwargs = {
+        name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in values.items()
+    }
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        message = str(e)
+        raise ConfigError(message if message.startswith(prefix) else prefix + message) from None
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        items = value if isinstance(value, list | tuple) else [value]
+        return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(items))
+    if typing.get_origin(hint) is dict:  # dict[str, str]: environment variables
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(str, v, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key + ".")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -323,11 +352,24 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     )
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Parse ``section.key=value``; the value is read as YAML (``1e-3``, ``true``, ``[1, 2]``)."""
+_STEP = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """Parse ``section.key=value`` into its path and value. A list item is addressed by its
+    index: ``students[0].set=[...]``. The value is read as YAML (``1e-3``, ``true``,
+    ``[1, 2]``, ``{name: x}``)."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected section.key=value")
     key, raw = text.split("=", 1)
+    key = key.strip()
+    path: list[str | int] = []
+    for part in key.split("."):
+        match = _STEP.match(part)
+        if not match:
+            raise ConfigError(f"--set {key}: {part!r} is not a key or key[N]")
+        path.append(match.group(1))
+        path += [int(i) for i in re.findall(r"\d+", match.group(2))]
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
@@ -336,19 +378,38 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if isinstance(value, str):
         with contextlib.suppress(ValueError):
             value = float(value) if any(c in value for c in ".eE") else value
-    return key.strip().split("."), value
+    return path, value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``--set`` overrides to a raw config mapping (validation happens afterwards)."""
+    """Apply ``--set`` overrides to a raw config mapping (validation happens afterwards).
+    A missing section is created; a list index must exist (or be the list's length, which
+    appends)."""
     for text in overrides:
         path, value = parse_override(text)
-        node = raw
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {'.'.join(path)}: {part} is not a section")
-        node[path[-1]] = value
+        key = text.split("=", 1)[0].strip()
+        node: Any = raw
+        for i, step in enumerate(path):
+            last = i == len(path) - 1
+            if isinstance(step, int):
+                if not isinstance(node, list):
+                    raise ConfigError(f"--set {key}: {path[i - 1]} is not a list")
+                if not 0 <= step <= len(node) or (step == len(node) and not last):
+                    raise ConfigError(f"--set {key}: {path[i - 1]} has {len(node)} items")
+                if step == len(node):
+                    node.append(value)
+                elif last:
+                    node[step] = value
+                else:
+                    node = node[step]
+            else:
+                if not isinstance(node, dict):
+                    where = ".".join(map(str, path[:i])) or "config"
+                    raise ConfigError(f"--set {key}: {where} is not a section")
+                if last:
+                    node[step] = value
+                else:
+                    node = node.setdefault(step, [] if isinstance(path[i + 1], int) else {})
     return raw
 
 

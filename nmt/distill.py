@@ -53,9 +53,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-# The checked YAML -> frozen dataclass loader (tuples, nested sections, required keys).
-from nmt.bench.grid import _build as build_config
-from nmt.config import ConfigError, DataConfig, RunConfig, apply_overrides, load_yaml
+from nmt.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    apply_overrides,
+    check,
+    from_dict,
+    load_yaml,
+)
 from nmt.data import read_lines, read_parallel
 from nmt.datasets import DATASETS, DatasetError
 from nmt.decoding import check_option, check_threads
@@ -100,19 +106,19 @@ class FilterConfig:
     top_share_min_sources: int = 100  # ... judged from this many different kept sources
 
     def __post_init__(self) -> None:
-        _check(self.max_repeats >= 2, "max_repeats", "must be >= 2")
-        _check(self.repeat_unit_chars >= 2, "repeat_unit_chars", "must be >= 2")
-        _check(0.0 <= self.min_unique_ratio <= 1.0, "min_unique_ratio", "must be in [0, 1]")
-        _check(0.0 < self.max_overlap <= 1.0, "max_overlap", "must be in (0, 1]")
-        _check(self.max_ratio >= 1.0, "max_ratio", "must be >= 1.0")
-        _check(0.0 < self.max_top_share <= 1.0, "max_top_share", "must be in (0, 1]")
+        check(self.max_repeats >= 2, "max_repeats", "must be >= 2")
+        check(self.repeat_unit_chars >= 2, "repeat_unit_chars", "must be >= 2")
+        check(0.0 <= self.min_unique_ratio <= 1.0, "min_unique_ratio", "must be in [0, 1]")
+        check(0.0 < self.max_overlap <= 1.0, "max_overlap", "must be in (0, 1]")
+        check(self.max_ratio >= 1.0, "max_ratio", "must be >= 1.0")
+        check(0.0 < self.max_top_share <= 1.0, "max_top_share", "must be in (0, 1]")
         for name in (
             "unique_min_tokens",
             "copy_min_tokens",
             "ratio_min_tokens",
             "top_share_min_sources",
         ):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
+            check(getattr(self, name) >= 1, name, "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -139,9 +145,9 @@ class DistillConfig:
             check_option(option, value, "batch_tokens" if option == "max_batch_tokens" else option)
         check_threads(self.threads, "threads")
         for name in ("workers", "chunk_lines"):
-            _check(getattr(self, name) >= 1, name, "must be >= 1")
-        _check(self.max_lines >= 0, "max_lines", "must be >= 0")
-        _check(self.device in ("cpu", "cuda"), "device", f"cpu or cuda, got {self.device!r}")
+            check(getattr(self, name) >= 1, name, "must be >= 1")
+        check(self.max_lines >= 0, "max_lines", "must be >= 0")
+        check(self.device in ("cpu", "cuda"), "device", f"cpu or cuda, got {self.device!r}")
 
     def decoding(self) -> dict[str, Any]:
         """The options every chunk is translated with (part of the job's identity)."""
@@ -154,17 +160,12 @@ class DistillConfig:
         }
 
 
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
-
-
 def load_distill_config(path: str | Path | None = None, overrides: list[str] = ()) -> DistillConfig:
     """A DistillConfig from YAML (or the defaults) plus ``key=value`` overrides
     (``filters.max_ratio=3``); errors name the key."""
     raw = apply_overrides(load_yaml(path) if path else {}, list(overrides))
     try:
-        return build_config(DistillConfig, raw, "")
+        return from_dict(DistillConfig, raw, "")
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path else str(e)) from None
 

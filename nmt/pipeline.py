@@ -47,10 +47,17 @@ from typing import Any
 
 import yaml
 
-# The checked YAML -> frozen dataclass loader (tuples, nested sections, required keys).
-from nmt.bench.grid import _NAME
-from nmt.bench.grid import _build as build_config
-from nmt.config import ConfigError, RunConfig, apply_overrides, load_run_config, load_yaml, replace
+from nmt.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    check,
+    check_name,
+    from_dict,
+    load_run_config,
+    load_yaml,
+    replace,
+)
 from nmt.distill import DistillConfig
 from nmt.fileio import FolderLock, atomic_write_text
 
@@ -76,9 +83,9 @@ class RunStage:
     data: str = "distilled"
 
     def __post_init__(self) -> None:
-        _check(bool(_NAME.match(self.name)), "name", f"must match {_NAME.pattern}")
-        _check(self.name not in RESERVED, "name", f"{self.name!r} is reserved for a folder")
-        _check(self.data in STUDENT_DATA, "data", f"one of {', '.join(STUDENT_DATA)}")
+        check_name(self.name, "name")
+        check(self.name not in RESERVED, "name", f"{self.name!r} is reserved for a folder")
+        check(self.data in STUDENT_DATA, "data", f"one of {', '.join(STUDENT_DATA)}")
 
 
 @dataclass(frozen=True)
@@ -93,8 +100,8 @@ class FinetuneStage:
     set: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check(bool(_NAME.match(self.name)), "name", f"must match {_NAME.pattern}")
-        _check(self.name not in RESERVED, "name", f"{self.name!r} is reserved for a folder")
+        check_name(self.name, "name")
+        check(self.name not in RESERVED, "name", f"{self.name!r} is reserved for a folder")
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,7 @@ class ExportStage:
 
         for i, extra in enumerate(self.student_extras):
             fmt, quantization = parse_extra(extra)
-            _check(
+            check(
                 fmt in EXPORTERS and quantization in QUANTIZATIONS,
                 f"student_extras[{i}]",
                 f"{extra!r}: want QUANTIZATION or FORMAT:QUANTIZATION "
@@ -178,49 +185,44 @@ class PipelineConfig:
     release: ReleaseStage = field(default_factory=ReleaseStage)
 
     def __post_init__(self) -> None:
-        _check(len(self.students) > 0, "students", "list at least one student")
-        _check(0 <= self.teacher_min_bleu <= 100, "teacher_min_bleu", "must be in [0, 100]")
-        _check(
+        check(len(self.students) > 0, "students", "list at least one student")
+        check(0 <= self.teacher_min_bleu <= 100, "teacher_min_bleu", "must be in [0, 100]")
+        check(
             not self.zoo or self.export.teacher,
             "zoo",
             "needs export.teacher: true (the zoo compares every model with the teacher)",
         )
-        _check(not self.release.dir or self.zoo, "release.dir", "needs zoo: true")
+        check(not self.release.dir or self.zoo, "release.dir", "needs zoo: true")
         models = [self.teacher.name, *(s.name for s in self.students)]
         for name in self.bench.pytorch:
-            _check(name in models, "bench.pytorch", f"{name!r} is not a model of this pipeline")
-        _check(
+            check(name in models, "bench.pytorch", f"{name!r} is not a model of this pipeline")
+        check(
             self.release.model in ("", *(s.name for s in self.students)),
             "release.model",
             f"{self.release.model!r} is not a student of this pipeline",
         )
         names = [self.teacher.name] + [s.name for s in self.students]
         for i, name in enumerate(names[1:]):
-            _check(names.index(name) == i + 1, f"students[{i}].name", f"{name!r} is used twice")
+            check(names.index(name) == i + 1, f"students[{i}].name", f"{name!r} is used twice")
         for i, f in enumerate(self.finetune):
-            _check(
+            check(
                 f.name not in names and f.name not in STAGES,
                 f"finetune[{i}].name",
                 f"{f.name!r} names another model or a stage",
             )
-            _check(
+            check(
                 f.parent in names,
                 f"finetune[{i}].parent",
                 f"{f.parent!r} is not the teacher or a student (or an earlier fine-tuned model)",
             )
             names.append(f.name)
         for i, s in enumerate(self.students):
-            _check(s.name not in STAGES, f"students[{i}].name", f"{s.name!r} names a stage")
-            _check(
+            check(s.name not in STAGES, f"students[{i}].name", f"{s.name!r} names a stage")
+            check(
                 s.data != "mix" or self.distill.mix,
                 f"students[{i}].data",
                 "mix needs distill.mix: true",
             )
-
-
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
 
 
 def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
@@ -228,7 +230,7 @@ def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> Pipelin
     it names, so that a typo there fails now rather than hours later."""
     raw = apply_overrides(load_yaml(path), list(overrides))
     try:
-        config = build_config(PipelineConfig, raw, "")
+        config = from_dict(PipelineConfig, raw, "")
         for stage in (config.teacher, *config.students, *config.finetune):
             load_run_config(stage.config, list(stage.set))
     except ConfigError as e:

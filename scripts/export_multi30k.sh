@@ -5,7 +5,7 @@
 # By default the model is runs/multi30k-small (nmt-train -c models/multi30k-small.yaml) and
 # the report goes to benchmarks/results/export-multi30k. Another run folder of the same
 # dataset: RUN=runs/... NAME=... OUT=benchmarks/results/... scripts/export_multi30k.sh; the
-# grid benchmarks/export-multi30k.yaml is then written to OUT/grid.yaml with RUN's paths.
+# grid benchmarks/export-multi30k.yaml then measures RUN's exports (--set models[N].path=...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${1:-${NMT_DATA_DIR:-../shared/data}}
@@ -21,10 +21,14 @@ mkdir -p exports "$OUT"
 [ -d "$E-onnx" ] || python -m nmt export "$RUN" --format onnx -o "$E-onnx"
 [ -d "$E-onnx-int8" ] || python -m nmt export "$RUN" --format onnx --int8 -o "$E-onnx-int8"
 GRID=benchmarks/export-multi30k.yaml
+# The grid's models, in order: pytorch, ct2, ct2-int8, ct2-int8-x2, onnx, onnx-int8.
+SETS=()
 if [ "$RUN" != runs/multi30k-small ] || [ "$NAME" != multi30k-small ]; then
-    sed -e "s#runs/multi30k-small#$RUN#g" -e "s#exports/multi30k-small#$E#g" \
-        -e "s#^output_dir: .*#output_dir: $OUT#" -e "s#^name: [^ ]*#name: $(basename "$OUT")#" \
-        "$GRID" > "$OUT/grid.yaml"
-    GRID=$OUT/grid.yaml
+    i=0
+    for path in "$RUN" "$E-ct2" "$E-ct2-int8" "$E-ct2-int8" "$E-onnx" "$E-onnx-int8"; do
+        SETS+=(--set "models[$i].path=$path")
+        i=$((i + 1))
+    done
+    SETS+=(--set "name=$(basename "$OUT")")
 fi
-python -m nmt bench --config "$GRID" --data-dir "$DATA_DIR" -o "$OUT"
+python -m nmt bench --config "$GRID" "${SETS[@]}" --data-dir "$DATA_DIR" -o "$OUT"

@@ -59,3 +59,78 @@ def test_int_is_accepted_for_float():
 def test_missing_config_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load_run_config(tmp_path / "nope.yaml")
+
+
+def test_one_loader_for_every_config():
+    """Run, distillation, pipeline and benchmark configs load through `config.from_dict`:
+    required keys, lists of sections, and a class's own checks named from the top."""
+    from pathlib import Path
+
+    from nmt.bench.grid import BenchConfig
+    from nmt.config import from_dict
+    from nmt.pipeline import PipelineConfig
+
+    with pytest.raises(ConfigError, match=r"^root: missing \(required\)$"):
+        from_dict(PipelineConfig, {"teacher": {"name": "t", "config": "t.yaml"}})
+    teacher = {"name": "t", "config": "t.yaml"}
+    with pytest.raises(ConfigError, match=r"^students\[1\]\.name: must match"):
+        from_dict(
+            PipelineConfig,
+            {"root": "r", "teacher": teacher, "students": [teacher | {"name": "s"}, teacher | {"name": "-"}]},
+        )
+    with pytest.raises(ConfigError, match=r"^model\.heads: must divide"):  # named from the top
+        from_dict(RunConfig, {"model": {"heads": 3}})
+    with pytest.raises(ConfigError, match=r"^models\[0\]\.threads\[1\]: expected int"):
+        from_dict(
+            BenchConfig,
+            {
+                "name": "b",
+                "models": [{"name": "m", "path": Path("x").as_posix(), "threads": [1, "two"]}],
+                "test_sets": [],
+            },
+        )
+
+
+def test_set_addresses_list_items():
+    from nmt.config import apply_overrides
+
+    raw = {"students": [{"name": "a", "set": []}], "grid": {"beam_sizes": [1]}}
+    apply_overrides(
+        raw,
+        [
+            "students[0].set=[train.max_steps=3]",
+            "students[1]={name: b, config: b.yaml}",  # the list's length: appended
+            "grid.beam_sizes[0]=4",
+        ],
+    )
+    assert raw["students"] == [
+        {"name": "a", "set": ["train.max_steps=3"]},
+        {"name": "b", "config": "b.yaml"},
+    ]
+    assert raw["grid"]["beam_sizes"] == [4]
+    for bad, message in (
+        ("students[5].name=x", "students has 2 items"),
+        ("grid[0]=1", "grid is not a list"),
+        ("students[0].name.first=x", "students.0.name is not a section"),
+        ("a..b=1", "'' is not a key or key\\[N\\]"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            apply_overrides(raw, [bad])
+
+
+def test_pipeline_and_grid_take_list_overrides(monkeypatch):
+    from pathlib import Path
+
+    from nmt.bench.grid import load_bench_config
+    from nmt.pipeline import load_pipeline_config
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    pipeline = load_pipeline_config(
+        repo / "pipelines" / "quickstart.yaml", ["students[0].set=[train.max_steps=3]"]
+    )
+    assert pipeline.students[0].set == ("train.max_steps=3",)
+    grid = load_bench_config(
+        repo / "benchmarks" / "export-multi30k.yaml", ["models[1].path=exports/other-ct2"]
+    )
+    assert grid.models[1].path == "exports/other-ct2" and grid.models[0].path != grid.models[1].path

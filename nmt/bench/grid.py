@@ -21,12 +21,11 @@ import itertools
 import json
 import logging
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nmt.config import ConfigError, apply_overrides, load_yaml
+from nmt.config import ConfigError, apply_overrides, check, check_name, from_dict, load_yaml
 from nmt.datasets import DATASETS, get_file
 from nmt.decoding import check_option, check_threads
 from nmt.search import SearchOptions
@@ -65,7 +64,6 @@ DEFAULT_COMPUTE_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 EXPORT_COMPUTE_TYPE = "export"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -86,9 +84,9 @@ class ModelEntry:
     environment: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(all(t >= 1 for t in self.threads), "threads", "values must be >= 1")
+        check(all(t >= 1 for t in self.threads), "threads", "values must be >= 1")
         for name in self.environment:
-            _check(bool(_VARIABLE.match(name)), "environment", f"not a variable name: {name!r}")
+            check(bool(_VARIABLE.match(name)), "environment", f"not a variable name: {name!r}")
 
 
 @dataclass(frozen=True)
@@ -109,18 +107,18 @@ class TestSet:
     def __post_init__(self) -> None:
         named = bool(self.dataset or self.split)
         files = bool(self.src or self.ref)
-        _check(named != files, "dataset", "give either dataset and split, or src and ref")
+        check(named != files, "dataset", "give either dataset and split, or src and ref")
         if named:
-            _check(bool(self.dataset and self.split), "split", "dataset needs a split")
-            _check(
+            check(bool(self.dataset and self.split), "split", "dataset needs a split")
+            check(
                 self.dataset in DATASETS,
                 "dataset",
                 f"unknown dataset {self.dataset!r} (known: {', '.join(DATASETS)})",
             )
         else:
-            _check(bool(self.src and self.ref), "ref", "src needs ref and ref needs src")
-        _check(self.min_words >= 0, "min_words", "must be >= 0")
-        _check(self.max_lines >= 0, "max_lines", "must be >= 0 (0: all lines)")
+            check(bool(self.src and self.ref), "ref", "src needs ref and ref needs src")
+        check(self.min_words >= 0, "min_words", "must be >= 0")
+        check(self.max_lines >= 0, "max_lines", "must be >= 0 (0: all lines)")
 
 
 @dataclass(frozen=True)
@@ -135,12 +133,12 @@ class Grid:
     def __post_init__(self) -> None:
         for name in ("devices", "beam_sizes", "batch_sizes", "threads"):
             values = getattr(self, name)
-            _check(len(values) > 0, name, "must list at least one value")
-            _check(len(set(values)) == len(values), name, f"lists a value twice: {list(values)}")
+            check(len(values) > 0, name, "must list at least one value")
+            check(len(set(values)) == len(values), name, f"lists a value twice: {list(values)}")
         for d in self.devices:
-            _check(d in DEVICES, "devices", f"must be cpu or cuda, got {d!r}")
+            check(d in DEVICES, "devices", f"must be cpu or cuda, got {d!r}")
         for name in ("beam_sizes", "batch_sizes", "threads"):
-            _check(all(v >= 1 for v in getattr(self, name)), name, "values must be >= 1")
+            check(all(v >= 1 for v in getattr(self, name)), name, "values must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -182,20 +180,20 @@ class BenchConfig:
     time_budget_minutes: float = 0.0  # stop starting cells after this long (0: no limit)
 
     def __post_init__(self) -> None:
-        _check(bool(_NAME.match(self.name)), "name", f"must match {_NAME.pattern}")
-        _check(len(self.models) > 0, "models", "must list at least one model")
-        _check(len(self.test_sets) > 0, "test_sets", "must list at least one test set")
+        check_name(self.name, "name")
+        check(len(self.models) > 0, "models", "must list at least one model")
+        check(len(self.test_sets) > 0, "test_sets", "must list at least one test set")
         for key, items in (("models", self.models), ("test_sets", self.test_sets)):
             names = [item.name for item in items]
             for i, name in enumerate(names):
-                _check(bool(_NAME.match(name)), f"{key}[{i}].name", f"must match {_NAME.pattern}")
-                _check(names.index(name) == i, f"{key}[{i}].name", f"{name!r} is used twice")
-        _check(self.repeats >= 1, "repeats", "must be >= 1")
-        _check(self.warmup_batches >= 0, "warmup_batches", "must be >= 0")
-        _check(self.min_pass_seconds >= 0, "min_pass_seconds", "must be >= 0 (0: one round)")
-        _check(self.latency_sentences >= 0, "latency_sentences", "must be >= 0")
-        _check(self.cell_timeout_minutes > 0, "cell_timeout_minutes", "must be positive")
-        _check(self.time_budget_minutes >= 0, "time_budget_minutes", "must be >= 0")
+                check_name(name, f"{key}[{i}].name")
+                check(names.index(name) == i, f"{key}[{i}].name", f"{name!r} is used twice")
+        check(self.repeats >= 1, "repeats", "must be >= 1")
+        check(self.warmup_batches >= 0, "warmup_batches", "must be >= 0")
+        check(self.min_pass_seconds >= 0, "min_pass_seconds", "must be >= 0 (0: one round)")
+        check(self.latency_sentences >= 0, "latency_sentences", "must be >= 0")
+        check(self.cell_timeout_minutes > 0, "cell_timeout_minutes", "must be positive")
+        check(self.time_budget_minutes >= 0, "time_budget_minutes", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -271,8 +269,8 @@ def load_bench_config(
     """
     raw = apply_overrides(load_yaml(path), list(overrides))
     try:
-        config = _build(BenchConfig, raw, "")
-        _check(
+        config = from_dict(BenchConfig, raw, "")
+        check(
             config.repeats >= min_repeats,
             "repeats",
             f"must be >= {min_repeats} (the spread across repeats is part of every result)",
@@ -426,57 +424,3 @@ def _test_files(test_set: TestSet, data_dir: str, key: str) -> tuple[Path, Path]
         if not Path(getattr(test_set, side)).is_file():
             raise ConfigError(f"{key}.{side}: {getattr(test_set, side)} is not a file")
     return Path(test_set.src).resolve(), Path(test_set.ref).resolve()
-
-
-# --- loading: a mapping -> frozen dataclasses, every key and type checked ---------------
-
-
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: {message}")
-
-
-def _build(cls: type, values: Any, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "config"
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown key (known keys of {where}: {', '.join(fields)})"
-        )
-    for name, f in fields.items():
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if required and name not in values:
-            raise ConfigError(f"{prefix}{name}: missing (required)")
-    kwargs = {
-        name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in values.items()
-    }
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{prefix}{e}") from None
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    if typing.get_origin(hint) is tuple:
-        item = typing.get_args(hint)[0]
-        items = value if isinstance(value, list) else [value]  # a scalar is a 1-list
-        return tuple(_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(items))
-    if typing.get_origin(hint) is dict:  # dict[str, str]: environment variables
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {str(k): _coerce(str, v, f"{key}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key + ".")
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r} ({type(value).__name__})")
