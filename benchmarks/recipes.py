@@ -80,21 +80,29 @@ M30K_BEAM = Eval("multi30k-beam4", M30K.src, M30K.ref, beam=4)
 
 
 def finetune(steps: int) -> Experiment:
-    warmup = f"train.warmup_steps={max(1, steps // 10)}"
+    """`naive` for `steps` updates; `stable` and `scratch` for twice as many (Mosbach et
+    al.: train longer)."""
+    longer = 2 * steps
     return Experiment(
         "finetune",
         (
             Recipe(
                 "naive",
                 FINETUNE,
-                ("train.lr=0.002", "train.warmup_steps=0", f"train.max_steps={steps}"),
-                "the parent preset's peak lr 0.002, constant, no warmup",
+                (
+                    "train.lr=0.002",
+                    "train.warmup_steps=0",
+                    "train.lr_schedule=constant",
+                    f"train.max_steps={steps}",
+                ),
+                f"the parent preset's peak lr 0.002, constant, no warmup, {steps} updates",
             ),
             Recipe(
                 "stable",
                 FINETUNE,
-                (f"train.max_steps={steps}", warmup),
-                "lr 0.0005 (4x lower), linear warmup over 10% of the updates, 1/sqrt decay",
+                (f"train.max_steps={longer}", f"train.warmup_steps={longer // 10}"),
+                "lr 0.001 (where the parent's training ended), linear warmup over 10% of the "
+                f"updates, linear decay to 0, {longer} updates",
             ),
             Recipe(
                 "scratch",
@@ -103,15 +111,17 @@ def finetune(steps: int) -> Experiment:
                     "train.init_from=",
                     f"tokenizer.model={TOKENIZER}",
                     "train.lr=0.002",
-                    warmup,
-                    f"train.max_steps={steps}",
+                    f"train.warmup_steps={longer // 10}",
+                    "train.lr_schedule=inverse_sqrt",
+                    f"train.max_steps={longer}",
                 ),
-                "random weights (same shape and tokenizer), lr 0.002, warmup 10%",
+                "random weights (same shape and tokenizer), the preset's lr 0.002 and "
+                f"inverse-sqrt schedule, warmup 10%, {longer} updates",
             ),
         ),
         (TATOEBA, M30K),
         before=PARENT,
-        summary=f"models/multi30k-tiny/s1 fine-tuned on Tatoeba for {steps} updates",
+        summary=f"models/multi30k-tiny/s1 fine-tuned on Tatoeba ({steps} or {longer} updates)",
     )
 
 
@@ -339,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--steps", type=int, help="updates per run (finetune 300, scheduled-sampling 600)"
     )
+    p.add_argument("--scratch-seeds", type=int, default=3, help="finetune: seeds of scratch")
     p.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
     p.add_argument("--work", type=Path, help="run folders (default runs/recipes/EXPERIMENT)")
     p.add_argument("--results", type=Path, help="default benchmarks/results/EXPERIMENT")
@@ -358,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.work = (args.work or REPO / "runs" / "recipes" / exp.name).resolve()
     results = args.results or REPO / "benchmarks" / "results" / exp.name
-    jobs = [(r, s) for s in args.seeds for r in exp.recipes]
+    jobs = [
+        (r, s)
+        for s in args.seeds
+        for r in exp.recipes
+        if not (r.name == "scratch" and s not in args.seeds[: args.scratch_seeds])
+    ]
     with ThreadPoolExecutor(args.jobs) as pool:
         before_job = (
             pool.submit(

@@ -183,6 +183,7 @@ class TrainConfig:
     accum_steps: int = 1
     lr: float = 1e-3
     warmup_steps: int = 4000
+    lr_schedule: str = "inverse_sqrt"  # after warmup: inverse_sqrt, linear (to 0) or constant
     beta1: float = 0.9
     beta2: float = 0.98
     adam_eps: float = 1e-9
@@ -248,6 +249,11 @@ class TrainConfig:
             self.device in ("auto", "cpu", "cuda"),
             "train.device",
             f"must be auto, cpu or cuda, got {self.device!r}",
+        )
+        check(
+            self.lr_schedule in ("inverse_sqrt", "linear", "constant"),
+            "train.lr_schedule",
+            f"must be inverse_sqrt, linear or constant, got {self.lr_schedule!r}",
         )
         check(
             not self.freeze_steps or self.freeze_embeddings or self.freeze_encoder,

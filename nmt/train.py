@@ -155,14 +155,20 @@ def make_optimizer(model: Transformer, c) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.adam_eps, fused=False)
 
 
-def inverse_sqrt(warmup: int):
-    """Linear warmup to the peak lr, then decay with 1/sqrt(step) (Vaswani et al. 2017)."""
+def lr_schedule(name: str, warmup: int, max_steps: int):
+    """The learning-rate factor of update `step` (1-based): a linear warmup to the peak over
+    `warmup` updates, then `inverse_sqrt` (1/sqrt(step) decay; Vaswani et al. 2017),
+    `linear` (down to 0 at `max_steps`; BERT fine-tuning) or `constant`."""
 
     def factor(step: int) -> float:
         step = max(step, 1)
-        if warmup == 0:
-            return 1.0
-        return min(step / warmup, math.sqrt(warmup / step))
+        if step < warmup:
+            return step / warmup
+        if name == "inverse_sqrt":
+            return math.sqrt(warmup / step) if warmup else 1.0
+        if name == "linear":
+            return max(0.0, (max_steps - step) / max(max_steps - warmup, 1))
+        return 1.0
 
     return factor
 
@@ -215,7 +221,7 @@ class Trainer:
             )
         self.optimizer = make_optimizer(self.model, c)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, inverse_sqrt(c.warmup_steps)
+            self.optimizer, lr_schedule(c.lr_schedule, c.warmup_steps, c.max_steps)
         )
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()

@@ -212,3 +212,16 @@ def test_train_without_a_config_says_so_and_creates_nothing(tmp_path, monkeypatc
 def test_the_current_folder_is_no_run_folder(run_dir):
     with pytest.raises(ConfigError, match="run_dir"):
         load_run_config(None, [f"run_dir={run_dir}"])
+
+
+def test_learning_rate_schedules():
+    from nmt.train import lr_schedule
+
+    inverse = lr_schedule("inverse_sqrt", 100, 1000)
+    assert [inverse(s) for s in (1, 50, 100, 400)] == [0.01, 0.5, 1.0, 0.5]
+    linear = lr_schedule("linear", 100, 1000)
+    assert [linear(s) for s in (50, 100, 550, 1000)] == [0.5, 1.0, 0.5, 0.0]
+    constant = lr_schedule("constant", 0, 1000)
+    assert {constant(s) for s in (1, 500, 1000)} == {1.0}
+    with pytest.raises(ConfigError, match="train.lr_schedule: must be"):
+        load_run_config(None, ["train.lr_schedule=cosine"])
