@@ -287,38 +287,77 @@ def export_main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(
         prog="nmt-export",
-        description="Export a checkpoint to an inference engine (CTranslate2 or ONNX Runtime) "
-        "or to a safetensors weights folder.",
+        description="Export a checkpoint to an inference engine (CTranslate2 or ONNX Runtime), "
+        "to a safetensors weights folder, or to an Argos Translate package (also from a "
+        "CTranslate2 export folder).",
     )
-    p.add_argument("model", help="run folder (its averaged, best or last checkpoint) or .pt file")
-    p.add_argument("--output", "-o", required=True, help="export folder to create")
+    p.add_argument(
+        "model",
+        help="run folder (its averaged, best or last checkpoint) or .pt file; "
+        "--format argos: also a CTranslate2 export folder",
+    )
+    p.add_argument(
+        "--output", "-o", required=True, help="export folder (argos: .argosmodel file) to create"
+    )
     p.add_argument("--format", default="ct2", choices=sorted(EXPORTERS))
     p.add_argument("--int8", action="store_true", help="same as --quantization int8")
     p.add_argument(
         "--quantization",
         choices=QUANTIZATIONS,
-        help="weight type (default float32; ONNX: float32 or int8; safetensors: float16, "
-        "bfloat16 or float32)",
+        help="weight type (default float32, argos int8; ONNX: float32 or int8; safetensors: "
+        "float16, bfloat16 or float32)",
     )
-    p.add_argument("--vmap", help="CTranslate2: vocabulary map to ship (see nmt-vmap)")
-    p.add_argument("--force", action="store_true", help="replace an existing export folder")
+    p.add_argument("--vmap", help="CTranslate2, argos: vocabulary map to ship (see nmt-vmap)")
+    p.add_argument("--force", action="store_true", help="replace an existing export")
+    argos = p.add_argument_group("argos")
+    argos.add_argument(
+        "--from",
+        dest="from_code",
+        metavar="CODE",
+        help="source language code (default: the checkpoint's)",
+    )
+    argos.add_argument(
+        "--to",
+        dest="to_code",
+        metavar="CODE",
+        help="target language code (default: the checkpoint's)",
+    )
+    argos.add_argument(
+        "--version", dest="package_version", metavar="VERSION", help="package version (default 1.0)"
+    )
+    argos.add_argument(
+        "--sbd-model",
+        metavar="FILE",
+        help="a MiniSBD sentence splitter (.onnx) to ship instead of nmt's rule-based one",
+    )
     args = p.parse_args(argv)
     _setup_logging()
     if args.int8 and args.quantization not in (None, "int8"):
         p.error("--int8 contradicts --quantization " + args.quantization)
-    if args.vmap and args.format != "ct2":
-        p.error("--vmap applies to --format ct2 only")
+    if args.vmap and args.format not in ("ct2", "argos"):
+        p.error("--vmap applies to --format ct2 and argos only")
+    argos_options = {
+        "from_code": args.from_code,
+        "to_code": args.to_code,
+        "version": args.package_version,
+        "sbd_model": args.sbd_model,
+    }
+    if args.format != "argos" and any(v is not None for v in argos_options.values()):
+        p.error("--from, --to, --version and --sbd-model apply to --format argos only")
     from nmt.export import export
     from nmt.export.folder import ExportError
 
+    options = {k: v for k, v in argos_options.items() if v is not None}
+    quantization = "int8" if args.int8 else args.quantization
     try:
         out = export(
             args.model,
             args.output,
             format=args.format,
-            quantization="int8" if args.int8 else args.quantization or "float32",
+            quantization=quantization,
             vmap=args.vmap,
             force=args.force,
+            **options,
         )
     except (*_user_errors(), ExportError, FileExistsError) as e:
         return _fail(e)

@@ -76,7 +76,11 @@ def test_one_loader_for_every_config():
     with pytest.raises(ConfigError, match=r"^students\[1\]\.name: must match"):
         from_dict(
             PipelineConfig,
-            {"root": "r", "teacher": teacher, "students": [teacher | {"name": "s"}, teacher | {"name": "-"}]},
+            {
+                "root": "r",
+                "teacher": teacher,
+                "students": [teacher | {"name": "s"}, teacher | {"name": "-"}],
+            },
         )
     with pytest.raises(ConfigError, match=r"^model\.heads: must divide"):  # named from the top
         from_dict(RunConfig, {"model": {"heads": 3}})
