@@ -158,9 +158,9 @@ def main() -> int:
     p.add_argument("--output-dir", "-o", default=str(ROOT / "benchmarks" / "results" / "argos"))
     args = p.parse_args()
 
-    from nmt.bench.machine import describe_cpu, hardware
     from nmt.export import export
     from nmt.export.argos import ARGOS_DECODING, NMT_DECODING, read_package_info
+    from nmt.machine import describe_cpu, hardware
     from nmt.scoring import score
 
     data = Path(args.data_dir).resolve() / "multi30k"

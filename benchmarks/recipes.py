@@ -40,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from nmt.bench.machine import describe_cpu, hardware  # noqa: E402
+from nmt.machine import describe_cpu, hardware  # noqa: E402
 
 TINY = "models/multi30k-tiny.yaml"
 FINETUNE = "models/finetune-tatoeba.yaml"
@@ -129,6 +129,7 @@ def scheduled_sampling(steps: int) -> Experiment:
     base = (
         f"train.max_steps={steps}",
         f"train.warmup_steps={steps // 4}",
+        "train.batch_tokens=2048",
         "train.save_every=100",
         "train.valid_every=100",
         "train.log_every=50",
@@ -155,7 +156,8 @@ def scheduled_sampling(steps: int) -> Experiment:
             ),
         ),
         (M30K, M30K_BEAM),
-        summary=f"models/multi30k-tiny.yaml for {steps} updates (warmup {steps // 4})",
+        summary=f"models/multi30k-tiny.yaml for {steps} updates of 2,048 tokens "
+        f"(warmup {steps // 4})",
     )
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from nmt.bench.machine import describe_cpu, hardware
 from nmt.config import load_run_config
+from nmt.datasets import split_paths
 from nmt.evaluate import evaluate
-from nmt.train import resolve_split
+from nmt.machine import describe_cpu, hardware
 
 
 def pick_model(run_dir: Path, summary: dict) -> tuple[Path, float]:
@@ -60,7 +60,7 @@ def main() -> None:
     config = load_run_config(run_dir / "config.yaml", overrides)
     summary = json.loads((run_dir / "summary.json").read_text())
     model, dev_bleu = pick_model(run_dir, summary)
-    src, ref = resolve_split(config, config.data.test)
+    src, ref = split_paths(config.data, config.data.test)
 
     results = {}
     for beam in (4, 1):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from nmt.model import BOS, EOS, PAD
+from nmt.vocab import BOS, EOS, PAD
 
 
 def make_batches(

@@ -541,16 +541,16 @@ def distill_main(argv: list[str] | None = None) -> int:
     _setup_logging()
     from nmt.distill import DistillError, distill, load_distill_config, source_data
 
-    options = [
-        f"beam_size={args.beam}",
-        f"workers={args.workers}",
-        f"threads={args.threads}",
-        f"batch_tokens={args.batch_tokens}",
-        f"max_lines={args.max_lines}",
-        f"mix={'true' if args.mix else 'false'}",
-    ]
+    flags = {
+        "beam_size": args.beam,
+        "workers": args.workers,
+        "threads": args.threads,
+        "batch_tokens": args.batch_tokens,
+        "max_lines": args.max_lines,
+        "mix": args.mix,
+    }
     try:
-        config = load_distill_config(None, options + args.overrides)
+        config = load_distill_config(None, args.overrides, flags)
         data = source_data(
             args.data,
             args.data_dir,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nmt.model import EOS
+from nmt.vocab import EOS
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from nmt.config import DataConfig
 from nmt.fileio import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -209,3 +210,12 @@ def split_files(
         get_file(dataset_name, f"{split}.{src_lang}", data_dir),
         get_file(dataset_name, f"{split}.{tgt_lang}", data_dir),
     )
+
+
+def split_paths(data: DataConfig, split: str) -> tuple[Path, Path]:
+    """The source and target files of `split` of a run's data section: from the dataset
+    registry (`data.dataset`), or `split` as a file prefix (in `data.data_dir` if set)."""
+    if data.dataset:
+        return split_files(data.dataset, split, data.src_lang, data.tgt_lang, data.data_dir or None)
+    prefix = Path(data.data_dir) / split if data.data_dir else Path(split)
+    return Path(f"{prefix}.{data.src_lang}"), Path(f"{prefix}.{data.tgt_lang}")

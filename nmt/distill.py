@@ -56,15 +56,14 @@ from typing import Any
 from nmt.config import (
     ConfigError,
     DataConfig,
-    RunConfig,
     apply_overrides,
     check,
     from_dict,
     load_yaml,
 )
 from nmt.data import read_lines, read_parallel
-from nmt.datasets import DATASETS, DatasetError
-from nmt.decoding import check_option, check_threads
+from nmt.datasets import DATASETS, DatasetError, split_paths
+from nmt.decoding import Decoding, check_option, check_threads
 from nmt.fileio import FolderLock, atomic_write_text, file_sha256, remove_stale_temporaries
 from nmt.search import SearchOptions
 
@@ -125,7 +124,7 @@ class FilterConfig:
 class DistillConfig:
     """How the teacher translates, in how many processes, and what is kept."""
 
-    beam_size: int = 4
+    beam_size: int = Decoding.beam_size
     batch_tokens: int = 2048  # source tokens per batch
     length_penalty: float = SearchOptions.length_penalty
     max_len_a: float = SearchOptions.max_len_a
@@ -160,10 +159,15 @@ class DistillConfig:
         }
 
 
-def load_distill_config(path: str | Path | None = None, overrides: list[str] = ()) -> DistillConfig:
-    """A DistillConfig from YAML (or the defaults) plus ``key=value`` overrides
-    (``filters.max_ratio=3``); errors name the key."""
-    raw = apply_overrides(load_yaml(path) if path else {}, list(overrides))
+def load_distill_config(
+    path: str | Path | None = None,
+    overrides: list[str] = (),
+    values: dict[str, Any] | None = None,
+) -> DistillConfig:
+    """A DistillConfig from YAML (or the defaults), then `values` (e.g. command-line flags),
+    then ``key=value`` overrides (``filters.max_ratio=3``); errors name the key."""
+    raw = (load_yaml(path) if path else {}) | (values or {})
+    raw = apply_overrides(raw, list(overrides))
     try:
         return from_dict(DistillConfig, raw, "")
     except ConfigError as e:
@@ -510,12 +514,6 @@ def _teacher_dev_bleu(teacher: dict[str, Any]) -> float | None:
     return checkpoint_dev_bleu(source) if source else None
 
 
-def _split_paths(data: DataConfig, split: str) -> tuple[Path, Path]:
-    from nmt.train import resolve_split
-
-    return resolve_split(RunConfig(data=data), split)
-
-
 # --- the whole job ---------------------------------------------------------------------------
 
 
@@ -549,7 +547,7 @@ def distill(
     One process at a time writes a folder (a second one fails at once). Several teachers
     (PyTorch models of one tokenizer) translate as one ensemble."""
     out = Path(output_dir)
-    src_path, tgt_path = _split_paths(data, data.train)
+    src_path, tgt_path = split_paths(data, data.train)
     teachers = [Path(t) for t in teacher] if isinstance(teacher, list | tuple) else [Path(teacher)]
     teacher = [str(t) for t in teachers] if len(teachers) > 1 else str(teachers[0])
     _check_output(out, [*teachers, src_path, tgt_path], force)
@@ -589,7 +587,7 @@ def _distill(
     teacher: str | Path, data: DataConfig, out: Path, config: DistillConfig, force: bool
 ) -> DistillResult:
     wall = time.perf_counter()
-    src_path, tgt_path = _split_paths(data, data.train)
+    src_path, tgt_path = split_paths(data, data.train)
     sources, targets = read_parallel(src_path, tgt_path)
     if config.max_lines:
         sources, targets = sources[: config.max_lines], targets[: config.max_lines]
@@ -712,7 +710,7 @@ def _copy_splits(data: DataConfig, out: Path) -> list[str]:
     copied = []
     for split in dict.fromkeys((data.valid, data.test)):
         try:
-            paths = _split_paths(data, split)
+            paths = split_paths(data, split)
         except DatasetError as e:
             log.warning("not copying split %s: %s", split, e)
             continue
@@ -726,7 +724,7 @@ def _copy_splits(data: DataConfig, out: Path) -> list[str]:
 
 
 def _hardware(device: str) -> dict[str, Any]:
-    from nmt.bench.machine import hardware
+    from nmt.machine import hardware
 
     return hardware(device)
 
@@ -741,7 +739,7 @@ def _provenance(
     written: dict[str, list[str]],
     copied: list[str],
 ) -> dict[str, Any]:
-    from nmt.bench.machine import versions
+    from nmt.machine import versions
 
     backend = config.backend
     if backend == "auto":

@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from nmt.bench.machine import hardware
 from nmt.data import read_parallel
 from nmt.decoding import Decoding
 from nmt.fileio import atomic_write_text
+from nmt.machine import hardware
 from nmt.scoring import score
 from nmt.translate import load
 

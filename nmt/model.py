@@ -4,9 +4,9 @@ Read top to bottom: positions, attention, feed-forward, layers, the model. Shape
 comments use B (batch), S (source length), T (target length), d (d_model), H (heads),
 Dh (head size), V (vocabulary).
 
-Token ids are fixed across the toolkit: pad 0, unk 1, bos 2, eos 3. Source and target share
-one (joint SentencePiece) vocabulary, so one embedding matrix serves the encoder, the decoder
-and the output projection when `tie_embeddings` is set.
+Token ids are fixed across the toolkit (nmt.vocab): pad 0, unk 1, bos 2, eos 3. Source and
+target share one (joint SentencePiece) vocabulary, so one embedding matrix serves the encoder,
+the decoder and the output projection when `tie_embeddings` is set.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nmt.config import ModelConfig
-
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
+from nmt.vocab import PAD
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> Tensor:

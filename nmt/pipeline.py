@@ -58,6 +58,7 @@ from nmt.config import (
     load_yaml,
     replace,
 )
+from nmt.datasets import split_paths
 from nmt.distill import DistillConfig
 from nmt.fileio import FolderLock, atomic_write_text
 
@@ -514,17 +515,16 @@ def _vmap_builder() -> Callable[[RunConfig, Path], None] | None:
 
     def build(run: RunConfig, path: Path) -> None:
         from nmt.tokenizer import Tokenizer
-        from nmt.train import resolve_split
 
         tokenizer = Tokenizer.from_file(Path(run.run_dir) / "spm.model")
-        src, tgt = resolve_split(run, run.data.train)
+        src, tgt = split_paths(run.data, run.data.train)
         vmap.write_vmap(vmap.build_vmap_from_files(src, tgt, tokenizer), path)
 
     return build
 
 
 def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConfig]) -> dict:
-    from nmt.bench.grid import load_bench_config
+    from nmt.bench.grid import bench_config
     from nmt.bench.runner import bench
 
     root, b = Path(c.root), c.bench
@@ -578,7 +578,7 @@ def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConf
     grid_path = root / "bench" / "grid.yaml"
     header = f"# written by nmt-pipeline ({c.name}); rerun: nmt-bench --config {grid_path}\n"
     atomic_write_text(grid_path, header + yaml.safe_dump(grid, sort_keys=False))
-    result = bench(load_bench_config(grid_path))
+    result = bench(bench_config(grid))  # grid.yaml is its record, for reruns
     return {
         "report": str(result.report),
         "measured": len(result.measured),
@@ -589,7 +589,6 @@ def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConf
 
 
 def zoo_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConfig]) -> dict:
-    from nmt.train import resolve_split
     from nmt.zoo import ZooModel, write_zoo
 
     root = Path(c.root)
@@ -606,7 +605,7 @@ def zoo_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConfig
         )
         for name, run in models.items()
     ]
-    src, ref = resolve_split(teacher, teacher.data.test)
+    src, ref = split_paths(teacher.data, teacher.data.test)
     bench_results = root / "bench" / "results.jsonl" if c.bench.enabled else None
     zoo = write_zoo(zoo_models, src, ref, root / "zoo", bench_results, teacher.data.tgt_lang)
     return {

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from nmt.config import ScheduledSamplingConfig
-from nmt.model import PAD
+from nmt.vocab import PAD
 
 
 def mixing_probability(config: ScheduledSamplingConfig, step: int) -> float:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nmt.model import BOS, EOS, PAD, Transformer
+from nmt.model import Transformer
+from nmt.vocab import BOS, EOS, PAD
 
 
 @dataclass(frozen=True)

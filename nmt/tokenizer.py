@@ -16,7 +16,7 @@ import sentencepiece as spm
 
 from nmt.config import TokenizerConfig
 from nmt.fileio import atomic_write_bytes
-from nmt.model import BOS, EOS, PAD, UNK
+from nmt.vocab import BOS, EOS, PAD, UNK
 
 log = logging.getLogger(__name__)
 

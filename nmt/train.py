@@ -35,11 +35,10 @@ from tqdm import tqdm
 
 from nmt import __version__
 from nmt.batching import EpochIterator, collate, make_batches
-from nmt.bench.machine import describe_cpu, hardware
 from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
 from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
-from nmt.datasets import split_files
+from nmt.datasets import split_paths
 from nmt.decoding import cap_threads
 from nmt.fileio import (
     FolderLock,
@@ -57,11 +56,13 @@ from nmt.finetune import (
     load_parent,
     parent_checkpoint,
 )
-from nmt.model import PAD, Transformer
+from nmt.machine import describe_cpu, hardware
+from nmt.model import Transformer
 from nmt.sampling import first_pass, mix_inputs, mixing_probability
 from nmt.scoring import score
 from nmt.tokenizer import Tokenizer, train_tokenizer
 from nmt.translate import TorchTranslator
+from nmt.vocab import PAD
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +100,6 @@ def stop_requests():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def resolve_split(config: RunConfig, split: str) -> tuple[Path, Path]:
-    """Paths of a split: from the dataset registry, or `split` as a file prefix."""
-    d = config.data
-    if d.dataset:
-        return split_files(d.dataset, split, d.src_lang, d.tgt_lang, d.data_dir or None)
-    prefix = Path(d.data_dir) / split if d.data_dir else Path(split)
-    return Path(f"{prefix}.{d.src_lang}"), Path(f"{prefix}.{d.tgt_lang}")
 
 
 def label_smoothed_loss(
@@ -282,7 +274,7 @@ class Trainer:
             return tok
         if local.exists():
             return Tokenizer.from_file(local)
-        files = resolve_split(self.config, self.config.data.train)
+        files = split_paths(self.config.data, self.config.data.train)
         src, tgt = read_parallel(*files)
         if not any(src) or not any(tgt):
             raise CorpusError(f"{files[0 if not any(src) else 1]}: every line is blank")
@@ -314,7 +306,7 @@ class Trainer:
             log.info(
                 "data.max_tokens %d lowered to %d (model.max_positions - 1)", d.max_tokens, longest
             )
-        train_files = resolve_split(self.config, d.train)
+        train_files = split_paths(self.config.data, d.train)
         src, tgt = read_parallel(*train_files)
         train = encode_parallel(
             src,
@@ -331,7 +323,7 @@ class Trainer:
                 f"({train.stats.summary()}); check data.max_tokens, data.min_tokens and "
                 "data.max_ratio"
             )
-        valid_files = resolve_split(self.config, d.valid)
+        valid_files = split_paths(self.config.data, d.valid)
         vsrc, vtgt = read_parallel(*valid_files)
         # The loss needs pairs the model can take; BLEU translates every line (truncated).
         valid = encode_parallel(
@@ -738,7 +730,7 @@ def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     process at a time may write: a second `train` on it fails at once, naming the first's PID.
     Nothing is created before the corpus files and the parent (`train.init_from`) are found."""
     for split in (config.data.train, config.data.valid):
-        for path in resolve_split(config, split):
+        for path in split_paths(config.data, split):
             if not path.is_file():
                 raise CorpusError(f"{path}: file not found (data.{_split_key(config, split)})")
     if config.train.init_from:

@@ -35,9 +35,10 @@ from nmt.decoding import (
 )
 from nmt.export.folder import is_ct2_export, is_onnx_export
 from nmt.inputs import encode_nonblank
-from nmt.model import EOS, Transformer
+from nmt.model import Transformer
 from nmt.search import SearchOptions, search
 from nmt.tokenizer import Tokenizer
+from nmt.vocab import EOS
 from nmt.weights import is_weights
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,47 @@ log = logging.getLogger(__name__)
 _LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
 
 
-class TorchTranslator:
-    """Translate with a PyTorch `Transformer` on CPU or CUDA."""
+class SearchTranslator:
+    """Text in, text out over a model with `Transformer`'s decoding interface (`config`,
+    `init_state`, `decode_step`): a PyTorch model, an ensemble, or ONNX Runtime graphs
+    behind that interface; decoding is `nmt.search`'s, the same for all of them. A subclass
+    sets `model`, `tokenizer`, `max_input` (source tokens, EOS included) and `input_device`
+    (where the source batches go)."""
+
+    backend = ""
+    model: Transformer
+    tokenizer: Tokenizer
+    max_input: int
+    input_device: torch.device = torch.device("cpu")
+
+    def translate(
+        self,
+        lines: list[str],
+        beam_size: int = Decoding.beam_size,
+        max_batch_tokens: int = Decoding.max_batch_tokens,
+        length_penalty: float = Decoding.length_penalty,
+        max_len_a: float = Decoding.max_len_a,
+        max_len_b: int = Decoding.max_len_b,
+        min_len: int = Decoding.min_len,
+    ) -> list[str]:
+        """Translate `lines`; empty or whitespace-only lines give "" without reaching the
+        model."""
+        # A ConfigError naming the option for an impossible value, before any work.
+        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
+        opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
+        outputs = [""] * len(lines)
+        todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
+        ids = [seq + [EOS] for seq in ids]
+        for batch in token_batches([len(s) for s in ids], max_batch_tokens):
+            src = pad_sources([ids[k] for k in batch]).to(self.input_device)
+            hyps = search(self.model, src, opts)
+            for k, text in zip(batch, self.tokenizer.decode(hyps), strict=True):
+                outputs[todo[k]] = text
+        return outputs
+
+
+class TorchTranslator(SearchTranslator):
+    """Translate with a PyTorch `Transformer` (or `Ensemble`) on CPU or CUDA."""
 
     backend = "pytorch"
 
@@ -62,34 +102,11 @@ class TorchTranslator:
         threads = cap_threads(threads, "threads")
         if threads > 0:
             torch.set_num_threads(threads)
-        self.device = torch.device(device)
+        self.device = self.input_device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.source = source
         self.max_input = model.config.max_positions - 1
-
-    def translate(
-        self,
-        lines: list[str],
-        beam_size: int = 4,
-        max_batch_tokens: int = 4096,
-        length_penalty: float = 1.0,
-        max_len_a: float = 1.5,
-        max_len_b: int = 10,
-        min_len: int = 1,
-    ) -> list[str]:
-        # A ConfigError naming the option for an impossible value, before any work.
-        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
-        opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
-        outputs = [""] * len(lines)
-        todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
-        ids = [seq + [EOS] for seq in ids]
-        for batch in token_batches([len(s) for s in ids], max_batch_tokens):
-            src = pad_sources([ids[k] for k in batch]).to(self.device)
-            hyps = search(self.model, src, opts)
-            for k, text in zip(batch, self.tokenizer.decode(hyps), strict=True):
-                outputs[todo[k]] = text
-        return outputs
 
 
 def load_torch(path: Path, device: str = "cpu", threads: int = 0, **_: object) -> TorchTranslator:

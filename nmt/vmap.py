@@ -60,8 +60,8 @@ import numpy as np
 from nmt.checkpoint import RUN_CHECKPOINTS, find_checkpoint, load_checkpoint
 from nmt.data import read_parallel
 from nmt.fileio import atomic_write_text
-from nmt.model import EOS, UNK
 from nmt.tokenizer import Tokenizer
+from nmt.vocab import EOS, UNK
 from nmt.weights import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nmt.bench import machine
+from nmt import machine
 from nmt.bench.records import latest, read_records
 from nmt.data import read_parallel
 from nmt.export.folder import check_output, make_workdir, publish, recover_interrupted

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nmt.bench import machine
+from nmt import machine
 from nmt.bench.cell import select_lines, spread
 from nmt.bench.grid import MIN_REPEATS, expand_cells, load_bench_config
 from nmt.bench.pareto import pareto_front

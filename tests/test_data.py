@@ -3,7 +3,7 @@ import pytest
 
 from nmt.batching import collate, make_batches
 from nmt.data import CorpusError, EncodedCorpus, read_lines, read_parallel
-from nmt.model import BOS, EOS, PAD
+from nmt.vocab import BOS, EOS, PAD
 
 
 def test_mismatched_line_counts_name_both_files(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from nmt import distill as distill_module
 from nmt.config import ConfigError, DataConfig, load_run_config
+from nmt.datasets import split_paths
 from nmt.distill import (
     FILTERS,
     DistillConfig,
@@ -25,7 +26,7 @@ from nmt.distill import (
     source_data,
 )
 from nmt.fileio import file_sha256
-from nmt.train import resolve_split, train
+from nmt.train import train
 from nmt.translate import load
 
 from .conftest import TOY_PAIRS
@@ -75,9 +76,9 @@ def test_distilled_folder_is_aligned_and_describes_itself(teacher, tmp_path):
     assert not (out / "parts").exists()
     # a dataset folder: --data-dir points a registered dataset at it; mix by file prefix
     run = load_run_config(None, ["data.dataset=multi30k", f"data.data_dir={out}"])
-    assert resolve_split(run, "train") == (out / "train.en", out / "train.de")
+    assert split_paths(run.data, "train") == (out / "train.en", out / "train.de")
     run = load_run_config(None, ["data.dataset=", f"data.data_dir={out}", "data.train=mix"])
-    assert resolve_split(run, "mix") == (out / "mix.en", out / "mix.de")
+    assert split_paths(run.data, "mix") == (out / "mix.en", out / "mix.de")
 
     stats = json.loads((out / "stats.json").read_text())
     assert stats["lines"] == len(sources) == stats["kept"] + sum(stats["filtered"].values())

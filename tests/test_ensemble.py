@@ -11,8 +11,8 @@ import torch
 from nmt.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from nmt.cli import evaluate_main, translate_main
 from nmt.ensemble import Ensemble
-from nmt.model import BOS
 from nmt.translate import load
+from nmt.vocab import BOS
 
 from .toys import plain_inputs, random_state
 

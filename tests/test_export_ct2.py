@@ -35,10 +35,11 @@ from nmt.export.ct2 import (  # noqa: E402
     export_ct2,
     read_export_info,
 )
-from nmt.model import BOS, EOS, PAD, Transformer  # noqa: E402
+from nmt.model import Transformer  # noqa: E402
 from nmt.search import SearchOptions, greedy_search  # noqa: E402
 from nmt.train import train  # noqa: E402
 from nmt.translate import find_checkpoint, load  # noqa: E402
+from nmt.vocab import BOS, EOS, PAD  # noqa: E402
 
 from .test_train import toy_config  # noqa: E402
 from .toys import (  # noqa: E402

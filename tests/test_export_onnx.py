@@ -32,10 +32,11 @@ from nmt.export.onnx import (  # noqa: E402
     read_export_info,
 )
 from nmt.fileio import file_sha256  # noqa: E402
-from nmt.model import EOS, Transformer  # noqa: E402
+from nmt.model import Transformer  # noqa: E402
 from nmt.search import SearchOptions, search  # noqa: E402
 from nmt.train import train  # noqa: E402
 from nmt.translate import find_checkpoint, load  # noqa: E402
+from nmt.vocab import EOS  # noqa: E402
 
 from .test_train import toy_config  # noqa: E402
 from .toys import (  # noqa: E402

@@ -35,7 +35,7 @@ def _engines_after(code: str, *args: str) -> list:
     [
         "nmt.train, nmt.cli, nmt.checkpoint, nmt.weights",
         "nmt.translate, nmt.export, nmt.export.folder, nmt.export.weights, nmt.export.onnx, "
-        "nmt.bench.machine, nmt.evaluate, nmt.distill, nmt.pipeline, nmt.zoo",
+        "nmt.machine, nmt.evaluate, nmt.distill, nmt.pipeline, nmt.zoo",
     ],
 )
 def test_importing_the_toolkit_imports_no_engine(modules):

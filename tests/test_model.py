@@ -3,8 +3,9 @@ import torch
 
 from nmt.batching import pad_sources
 from nmt.config import ModelConfig
-from nmt.model import BOS, EOS, PAD, Transformer, sinusoidal_positions
+from nmt.model import Transformer, sinusoidal_positions
 from nmt.search import SearchOptions, beam_search, greedy_search
+from nmt.vocab import BOS, EOS, PAD
 
 from .conftest import tiny_config
 

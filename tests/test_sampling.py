@@ -8,9 +8,9 @@ import torch
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import ConfigError, ScheduledSamplingConfig
-from nmt.model import BOS, PAD
 from nmt.sampling import mix_inputs, mixing_probability
 from nmt.train import Trainer, train
+from nmt.vocab import BOS, PAD
 
 from .test_train import toy_config, train_losses
 

@@ -1,8 +1,8 @@
 import pytest
 
 from nmt.config import TokenizerConfig
-from nmt.model import BOS, EOS, PAD, UNK
 from nmt.tokenizer import Tokenizer, train_tokenizer
+from nmt.vocab import BOS, EOS, PAD, UNK
 
 from .conftest import TOY_PAIRS
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 
 from nmt.config import ModelConfig
-from nmt.model import PAD, Transformer
+from nmt.model import Transformer
 from nmt.tokenizer import Tokenizer
+from nmt.vocab import PAD
 
 from .conftest import TOY_PAIRS
 

@@ -47,8 +47,8 @@ from nmt.export.ct2 import read_export_info
 from nmt.export.folder import EXPORT_INFO, TOKENIZER_FILE, ExportError
 from nmt.export.folder import is_ct2_export as is_ct2_export  # the recogniser, engine-free
 from nmt.inputs import encode_nonblank
-from nmt.model import BOS, PAD
 from nmt.tokenizer import Tokenizer
+from nmt.vocab import BOS, PAD
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +104,12 @@ class CT2Translator:
     def translate(
         self,
         lines: list[str],
-        beam_size: int = 4,
-        max_batch_tokens: int = 4096,
-        length_penalty: float = 1.0,
-        max_len_a: float = 1.5,
-        max_len_b: int = 10,
-        min_len: int = 1,
+        beam_size: int = Decoding.beam_size,
+        max_batch_tokens: int = Decoding.max_batch_tokens,
+        length_penalty: float = Decoding.length_penalty,
+        max_len_a: float = Decoding.max_len_a,
+        max_len_b: int = Decoding.max_len_b,
+        min_len: int = Decoding.min_len,
         use_vmap: bool | None = None,
     ) -> list[str]:
         """Translate `lines`; empty or whitespace-only lines give "" without reaching the

@@ -20,8 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from nmt.batching import pad_sources, token_batches
-from nmt.decoding import Decoding, cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
+from nmt.decoding import cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
 from nmt.export.folder import (
     DECODER_FILE,
     ENCODER_FILE,
@@ -31,10 +30,9 @@ from nmt.export.folder import (
 )
 from nmt.export.folder import is_onnx_export as is_onnx_export  # the recogniser, engine-free
 from nmt.export.onnx import kv_names, read_export_info
-from nmt.inputs import encode_nonblank
-from nmt.model import EOS, PAD
-from nmt.search import SearchOptions, search
 from nmt.tokenizer import Tokenizer
+from nmt.translate import SearchTranslator
+from nmt.vocab import PAD
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +93,7 @@ class OnnxModel:
         return torch.from_numpy(log_probs)
 
 
-class OnnxTranslator:
+class OnnxTranslator(SearchTranslator):
     """Translate with an ONNX export through ONNX Runtime (CPU, or CUDA where installed)."""
 
     backend = "onnx"
@@ -135,30 +133,6 @@ class OnnxTranslator:
         self.device, self.threads = device, threads
         self.max_positions = self.model.config.max_positions
         self.max_input = self.max_positions - 1  # source tokens, EOS included
-
-    def translate(
-        self,
-        lines: list[str],
-        beam_size: int = 4,
-        max_batch_tokens: int = 4096,
-        length_penalty: float = 1.0,
-        max_len_a: float = 1.5,
-        max_len_b: int = 10,
-        min_len: int = 1,
-    ) -> list[str]:
-        """Translate `lines`; empty or whitespace-only lines give "" without reaching the
-        model."""
-        # A ConfigError naming the option for an impossible value, before any work.
-        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
-        opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
-        outputs = [""] * len(lines)
-        todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
-        ids = [seq + [EOS] for seq in ids]
-        for batch in token_batches([len(s) for s in ids], max_batch_tokens):
-            hyps = search(self.model, pad_sources([ids[k] for k in batch]), opts)
-            for k, text in zip(batch, self.tokenizer.decode(hyps), strict=True):
-                outputs[todo[k]] = text
-        return outputs
 
 
 def load_onnx(

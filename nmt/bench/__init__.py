@@ -2,12 +2,14 @@
 
 grid     the YAML grid (`BenchConfig`), validated; expanded into `Cell`s
 cell     one cell measured in a fresh process (`python -m nmt.bench.cell`)
-machine  hardware, versions, thread settings and memory probes of a measurement
 records  results.jsonl: one record per cell, appended atomically
 runner   `bench`: runs the cells not measured yet, then writes the report
 pareto   the Pareto frontier of two objectives
 report   report.md from results.jsonl alone: frontiers, tables, comparison
 plot     BLEU vs speed / memory plots with the frontier line
+
+What a measurement ran on (hardware, versions, threads, memory probes) is `nmt.machine`,
+which training, evaluation and distillation record too.
 
 Nothing is imported here: a cell's process must not pay for matplotlib in its memory.
 """

@@ -34,7 +34,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from nmt.bench import machine
+from nmt import machine
 
 # Pin first: a thread keeps the CPUs it was started on, and onnxruntime starts one when
 # it is imported (below, through nmt.translate). CPUS: those this process may run on.

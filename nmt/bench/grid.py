@@ -262,12 +262,22 @@ class Cell:
 def load_bench_config(
     path: str | Path, overrides: list[str] = (), min_repeats: int = MIN_REPEATS
 ) -> BenchConfig:
-    """Load a benchmark grid from YAML plus ``--set key=value`` overrides.
+    """Load a benchmark grid from YAML plus ``--set key=value`` overrides."""
+    return bench_config(load_yaml(path), overrides, min_repeats, where=str(path))
+
+
+def bench_config(
+    raw: dict[str, Any],
+    overrides: list[str] = (),
+    min_repeats: int = MIN_REPEATS,
+    where: str = "",
+) -> BenchConfig:
+    """A benchmark grid from a mapping (a grid file's content, or one a program built).
 
     Real benchmarks need `MIN_REPEATS` timed passes per cell, so that the spread of the
     speed can be stated; only tests pass a smaller `min_repeats`.
     """
-    raw = apply_overrides(load_yaml(path), list(overrides))
+    raw = apply_overrides(raw, list(overrides))
     try:
         config = from_dict(BenchConfig, raw, "")
         check(
@@ -276,7 +286,7 @@ def load_bench_config(
             f"must be >= {min_repeats} (the spread across repeats is part of every result)",
         )
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
     return config
 
 

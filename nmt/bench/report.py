@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nmt.bench.machine import describe_cpu
 from nmt.bench.pareto import pareto_front
 from nmt.bench.plot import Point, frontier_plot
 from nmt.bench.records import latest, read_records
 from nmt.fileio import atomic_write_text
+from nmt.machine import describe_cpu
 
 log = logging.getLogger(__name__)
 

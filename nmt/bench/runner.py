@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from nmt.bench import machine
+from nmt import machine
 from nmt.bench.grid import BenchConfig, Cell, expand_cells
 from nmt.bench.records import RESULTS_FILE, append_record, measured, read_records
 from nmt.bench.report import write_report

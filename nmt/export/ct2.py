@@ -55,8 +55,9 @@ from nmt.export.folder import (
 from nmt.export.folder import publish as _publish
 from nmt.export.folder import write_json as _write_json
 from nmt.fileio import file_sha256
-from nmt.model import BOS, EOS, UNK, Transformer, sinusoidal_positions
+from nmt.model import Transformer, sinusoidal_positions
 from nmt.tokenizer import Tokenizer
+from nmt.vocab import BOS, EOS, UNK
 
 log = logging.getLogger(__name__)
 

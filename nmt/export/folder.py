@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from nmt.fileio import temporary_prefix
-from nmt.model import BOS, EOS, PAD, UNK
 from nmt.tokenizer import Tokenizer
+from nmt.vocab import BOS, EOS, PAD, UNK
 
 log = logging.getLogger(__name__)
 
