@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import signal
 import threading
 import time
@@ -29,21 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 from tqdm import tqdm
 
 from nmt import __version__
-from nmt.batching import EpochIterator, collate, make_batches
+from nmt.batching import EpochIterator
 from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
-from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
+from nmt.data import CorpusError
 from nmt.datasets import split_paths
 from nmt.decoding import cap_threads
 from nmt.fileio import (
     FolderLock,
     atomic_torch_save,
-    atomic_write_bytes,
     atomic_write_text,
     remove_stale_temporaries,
 )
@@ -51,18 +48,16 @@ from nmt.finetune import (
     Parent,
     apply_freezing,
     check_architecture,
-    check_tokenizer,
     frozen_parameters,
     load_parent,
     parent_checkpoint,
 )
 from nmt.machine import describe_cpu, hardware
 from nmt.model import Transformer
+from nmt.run_data import run_data, run_tokenizer
+from nmt.runlog import RunLog
 from nmt.sampling import first_pass, mix_inputs, mixing_probability
-from nmt.scoring import score
-from nmt.tokenizer import Tokenizer, train_tokenizer
-from nmt.translate import TorchTranslator
-from nmt.vocab import PAD
+from nmt.validation import label_smoothed_loss, validate
 
 log = logging.getLogger(__name__)
 
@@ -100,19 +95,6 @@ def stop_requests():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def label_smoothed_loss(
-    logits: torch.Tensor, target: torch.Tensor, smoothing: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Summed label-smoothed loss and summed NLL over non-pad targets, and their count."""
-    lprobs = F.log_softmax(logits.float(), dim=-1).view(-1, logits.size(-1))
-    target = target.reshape(-1)
-    keep = target != PAD
-    nll = -lprobs.gather(1, target[:, None]).squeeze(1)
-    smooth = -lprobs.mean(dim=-1)
-    loss = (1.0 - smoothing) * nll + smoothing * smooth
-    return loss[keep].sum(), nll[keep].sum(), keep.sum()
 
 
 def pick_device(name: str) -> torch.device:
@@ -195,8 +177,9 @@ class Trainer:
         self.amp_dtype = pick_precision(c.precision, self.device)
         self.parent: Parent | None = load_parent(c.init_from) if c.init_from else None
         self._prepare_run_dir()
-        self.tokenizer = self._tokenizer()
-        self.train_data, self.valid_data, self.valid_text = self._data()
+        self.tokenizer = run_tokenizer(config, self.run_dir, self.parent)
+        self.data = run_data(config, self.tokenizer)
+        self.run_log = RunLog(self.run_dir / "log.jsonl")
         self.config = config = replace(
             config, model=replace(config.model, vocab_size=self.tokenizer.vocab_size)
         )
@@ -217,7 +200,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
-        self.batches = EpochIterator(self.train_data, c.batch_tokens, c.seed)
+        self.batches = EpochIterator(self.data.train, c.batch_tokens, c.seed)
         if resume and (self.run_dir / "last.pt").exists():
             self._restore(self.run_dir / "last.pt")
         # The log window's sums (loss, nll, target tokens), as tensors: one host sync a log.
@@ -227,7 +210,7 @@ class Trainer:
             torch.tensor(s.window_nll, dtype=torch.float32, device=self.device),
             torch.tensor(s.window_tokens, dtype=torch.int64, device=self.device),
         )
-        self._trim_log()
+        self.run_log.trim(self.state.step)
         self.forward = torch.compile(self.model, dynamic=True) if c.compile else self.model
 
     # ---- setup -------------------------------------------------------------------------
@@ -262,80 +245,6 @@ class Trainer:
             return ""
         span = f"the first {c.freeze_steps} updates" if c.freeze_steps else "every update"
         return f"; {' and '.join(frozen)} frozen for {span}"
-
-    def _tokenizer(self) -> Tokenizer:
-        c = self.config.tokenizer
-        local = self.run_dir / "spm.model"
-        if self.parent is not None:
-            return self._parent_tokenizer(local)
-        if c.model:
-            tok = Tokenizer.from_file(c.model)
-            shutil.copyfile(c.model, local)
-            return tok
-        if local.exists():
-            return Tokenizer.from_file(local)
-        files = split_paths(self.config.data, self.config.data.train)
-        src, tgt = read_parallel(*files)
-        if not any(src) or not any(tgt):
-            raise CorpusError(f"{files[0 if not any(src) else 1]}: every line is blank")
-        try:
-            return train_tokenizer(src + tgt, c, local)
-        except RuntimeError as e:  # SentencePiece's own checks
-            raise CorpusError(f"{files[0]}: cannot train the tokenizer on it ({e})") from None
-
-    def _parent_tokenizer(self, local: Path) -> Tokenizer:
-        """The parent's tokenizer, copied into the run folder; a tokenizer.model given (or an
-        spm.model already there) must be the same one."""
-        given = self.config.tokenizer.model
-        for path, key in ((given, "tokenizer.model"), (local, str(local))):
-            if path and Path(path).is_file():
-                tok = Tokenizer.from_file(path)
-                check_tokenizer(self.parent, tok, key)
-                break
-        else:
-            tok = self.parent.tokenizer
-        if not local.is_file():
-            atomic_write_bytes(local, tok.model_proto)
-        return tok
-
-    def _data(self) -> tuple[EncodedCorpus, EncodedCorpus, tuple[list[str], list[str]]]:
-        d = self.config.data
-        # A kept side is at most this many pieces plus EOS (source) or BOS (target).
-        longest = self.config.model.max_positions - 1
-        if d.max_tokens > longest:
-            log.info(
-                "data.max_tokens %d lowered to %d (model.max_positions - 1)", d.max_tokens, longest
-            )
-        train_files = split_paths(self.config.data, d.train)
-        src, tgt = read_parallel(*train_files)
-        train = encode_parallel(
-            src,
-            tgt,
-            self.tokenizer,
-            min_tokens=d.min_tokens,
-            max_tokens=min(d.max_tokens, longest),
-            max_ratio=d.max_ratio,
-        )
-        log.info("train data: %s", train.stats.summary())
-        if len(train) == 0:
-            raise CorpusError(
-                f"{train_files[0]}: no training pair survived filtering "
-                f"({train.stats.summary()}); check data.max_tokens, data.min_tokens and "
-                "data.max_ratio"
-            )
-        valid_files = split_paths(self.config.data, d.valid)
-        vsrc, vtgt = read_parallel(*valid_files)
-        # The loss needs pairs the model can take; BLEU translates every line (truncated).
-        valid = encode_parallel(
-            vsrc, vtgt, self.tokenizer, min_tokens=0, max_tokens=longest, max_ratio=float("inf")
-        )
-        if valid.stats.kept < valid.stats.total:
-            log.warning("valid data (loss only): %s", valid.stats.summary())
-        if len(valid) == 0:
-            raise CorpusError(
-                f"{valid_files[0]}: no validation pair left ({valid.stats.summary()})"
-            )
-        return train, valid, (vsrc, vtgt)
 
     # ---- checkpoints -------------------------------------------------------------------
     def _run_checkpoint(self, averaged: dict[str, Any]) -> str:
@@ -432,7 +341,7 @@ class Trainer:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
         self.state = TrainState(**ckpt["train_state"])
         self.batches = EpochIterator(
-            self.train_data, self.config.train.batch_tokens, self.config.train.seed, **ckpt["data"]
+            self.data.train, self.config.train.batch_tokens, self.config.train.seed, **ckpt["data"]
         )
         log.info(
             "resumed from %s at step %d (epoch %d, batch %d)",
@@ -478,82 +387,20 @@ class Trainer:
         self.scheduler.step()
         return total_loss, total_nll, total_tokens
 
-    @torch.no_grad()
     def validate(self) -> dict[str, Any]:
-        self.model.eval()
-        loss_sum = nll_sum = tokens = 0.0
-        batches = make_batches(
-            self.valid_data.src_lengths,
-            self.valid_data.tgt_lengths,
-            self.config.train.valid_batch_tokens,
-            seed=0,
-            epoch=0,
-        )
-
-        for idx in batches:
-            src, tgt_in, tgt_out = (
-                t.to(self.device) for t in collate([self.valid_data.pair(int(i)) for i in idx])
-            )
-            loss, nll, ntok = label_smoothed_loss(
-                self.model(src, tgt_in), tgt_out, self.config.train.label_smoothing
-            )
-            loss_sum, nll_sum, tokens = (
-                loss_sum + float(loss),
-                nll_sum + float(nll),
-                tokens + int(ntok),
-            )
-        result: dict[str, Any] = {
+        c = self.config.train
+        return {
             "step": self.state.step,
-            "valid_loss": loss_sum / tokens,
-            "valid_ppl": math.exp(min(nll_sum / tokens, 50.0)),
+            **validate(
+                self.model,
+                self.data.valid,
+                self.data.valid_text if c.valid_bleu else None,
+                self.tokenizer,
+                c.valid_batch_tokens,
+                c.label_smoothing,
+                self.device,
+            ),
         }
-        if self.config.train.valid_bleu:
-            translator = TorchTranslator(self.model, self.tokenizer, str(self.device))
-            hyps = translator.translate(
-                self.valid_text[0],
-                beam_size=1,
-                max_batch_tokens=self.config.train.valid_batch_tokens,
-            )
-            s = score(hyps, self.valid_text[1])
-            result.update(
-                valid_bleu=round(s.bleu, 2),
-                valid_chrf=round(s.chrf, 2),
-                bleu_signature=s.bleu_signature,
-            )
-        self.model.train()
-        return result
-
-    def _log_json(self, record: dict[str, Any]) -> None:
-        path = self.run_dir / "log.jsonl"
-        try:
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        except OSError as e:  # a failed write's error does not name the file
-            raise OSError(e.errno, e.strerror, str(path)) from e
-
-    def _trim_log(self) -> None:
-        """Drop the log records a killed run wrote after its last checkpoint (a torn last
-        line too) and those of `finish`: the resumed run writes them again."""
-        path = self.run_dir / "log.jsonl"
-        if not path.exists():
-            return
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-        kept = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-                if record["step"] <= self.state.step and record["type"] != "valid_averaged":
-                    kept.append(line)
-            except (ValueError, KeyError, TypeError):
-                pass
-        if len(kept) < len(lines) or (lines and not lines[-1].endswith("\n")):
-            atomic_write_text(path, "".join(line.rstrip("\n") + "\n" for line in kept))
-            log.info(
-                "%s: dropped %d records written after step %d",
-                path,
-                len(lines) - len(kept),
-                self.state.step,
-            )
 
     def _after_validation(self, result: dict[str, Any]) -> bool:
         """Record a validation, keep the best checkpoint; True when early stopping triggers."""
@@ -588,7 +435,7 @@ class Trainer:
             ),
             " (best)" if improved else "",
         )
-        self._log_json({"type": "valid", **result})
+        self.run_log.append({"type": "valid", **result})
         return c.patience > 0 and s.bad_validations >= c.patience
 
     def run(self) -> dict[str, Any]:
@@ -658,7 +505,7 @@ class Trainer:
                     record["lr"],
                     record["tgt_tokens_per_s"],
                 )
-                self._log_json(record)
+                self.run_log.append(record)
                 self.window = tuple(torch.zeros_like(t) for t in self.window)
                 window_start = now
             out_of_time = c.max_minutes > 0 and s.elapsed >= c.max_minutes * 60
@@ -700,7 +547,7 @@ class Trainer:
             "threads": torch.get_num_threads(),
             "hardware": hardware(self.device.type),
             "parameters": self.model.num_parameters(),
-            "train_pairs": asdict(self.train_data.stats),
+            "train_pairs": asdict(self.data.train.stats),
             "best_valid_bleu": s.best_bleu,
             "validations": s.validations,
         }
@@ -717,7 +564,7 @@ class Trainer:
             self.model.load_state_dict(averaged["model"])
             result = self.validate()
             result["averaged_from"] = [p.name for p in snapshots]
-            self._log_json({"type": "valid_averaged", **result})
+            self.run_log.append({"type": "valid_averaged", **result})
             summary["averaged"] = result
             log.info("averaged %d checkpoints: %s", len(snapshots), result)
             summary["checkpoint"] = self._run_checkpoint(result)

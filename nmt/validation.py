@@ -1,0 +1,66 @@
+"""Validation during training: dev loss and perplexity, and greedy dev BLEU/chrF with their
+sacrebleu signatures."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nmt.batching import collate, make_batches
+from nmt.data import EncodedCorpus
+from nmt.model import Transformer
+from nmt.scoring import score
+from nmt.tokenizer import Tokenizer
+from nmt.translate import TorchTranslator
+from nmt.vocab import PAD
+
+
+def label_smoothed_loss(
+    logits: torch.Tensor, target: torch.Tensor, smoothing: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed label-smoothed loss and summed NLL over non-pad targets, and their count."""
+    lprobs = F.log_softmax(logits.float(), dim=-1).view(-1, logits.size(-1))
+    target = target.reshape(-1)
+    keep = target != PAD
+    nll = -lprobs.gather(1, target[:, None]).squeeze(1)
+    smooth = -lprobs.mean(dim=-1)
+    loss = (1.0 - smoothing) * nll + smoothing * smooth
+    return loss[keep].sum(), nll[keep].sum(), keep.sum()
+
+
+@torch.no_grad()
+def validate(
+    model: Transformer,
+    valid: EncodedCorpus,
+    valid_text: tuple[list[str], list[str]] | None,
+    tokenizer: Tokenizer,
+    batch_tokens: int,
+    label_smoothing: float,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Dev loss and perplexity; with `valid_text` (sources, references) also greedy BLEU and
+    chrF. The model is left in training mode."""
+    model.eval()
+    loss_sum = nll_sum = tokens = 0.0
+    for idx in make_batches(valid.src_lengths, valid.tgt_lengths, batch_tokens, seed=0, epoch=0):
+        src, tgt_in, tgt_out = (t.to(device) for t in collate([valid.pair(int(i)) for i in idx]))
+        loss, nll, ntok = label_smoothed_loss(model(src, tgt_in), tgt_out, label_smoothing)
+        loss_sum, nll_sum, tokens = loss_sum + float(loss), nll_sum + float(nll), tokens + int(ntok)
+    result: dict[str, Any] = {
+        "valid_loss": loss_sum / tokens,
+        "valid_ppl": math.exp(min(nll_sum / tokens, 50.0)),
+    }
+    if valid_text is not None:
+        translator = TorchTranslator(model, tokenizer, str(device))
+        hyps = translator.translate(valid_text[0], beam_size=1, max_batch_tokens=batch_tokens)
+        s = score(hyps, valid_text[1])
+        result.update(
+            valid_bleu=round(s.bleu, 2),
+            valid_chrf=round(s.chrf, 2),
+            bleu_signature=s.bleu_signature,
+        )
+    model.train()
+    return result
