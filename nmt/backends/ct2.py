@@ -43,8 +43,7 @@ import ctranslate2
 import torch
 
 from nmt.decoding import Decoding, cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
-from nmt.export.ct2 import read_export_info
-from nmt.export.folder import EXPORT_INFO, TOKENIZER_FILE, ExportError
+from nmt.export.folder import EXPORT_INFO, TOKENIZER_FILE, ExportError, read_ct2_info
 from nmt.export.folder import is_ct2_export as is_ct2_export  # the recogniser, engine-free
 from nmt.inputs import encode_nonblank
 from nmt.tokenizer import Tokenizer
@@ -71,7 +70,7 @@ class CT2Translator:
         inter_threads = cap_threads(inter_threads, "inter_threads", minimum=1)  # 0 hangs
         self.path = Path(path)
         self.source = str(self.path)
-        self.info = read_export_info(self.path)
+        self.info = read_ct2_info(self.path)
         spm_path = self.path / TOKENIZER_FILE
         self.tokenizer = Tokenizer(spm_path.read_bytes(), str(spm_path))
         if self.tokenizer.sha256() != self.info["tokenizer"]["sha256"]:

@@ -27,9 +27,10 @@ from nmt.export.folder import (
     EXPORT_INFO,
     TOKENIZER_FILE,
     ExportError,
+    kv_names,
+    read_onnx_info,
 )
 from nmt.export.folder import is_onnx_export as is_onnx_export  # the recogniser, engine-free
-from nmt.export.onnx import kv_names, read_export_info
 from nmt.tokenizer import Tokenizer
 from nmt.translate import SearchTranslator
 from nmt.vocab import PAD
@@ -102,7 +103,7 @@ class OnnxTranslator(SearchTranslator):
         threads = cap_threads(threads, "threads")
         self.path = Path(path)
         self.source = str(self.path)
-        self.info = read_export_info(self.path)
+        self.info = read_onnx_info(self.path)
         spm_path = self.path / TOKENIZER_FILE
         self.tokenizer = Tokenizer(spm_path.read_bytes(), str(spm_path))
         if self.tokenizer.sha256() != self.info["tokenizer"]["sha256"]:

@@ -42,12 +42,13 @@ from torch import Tensor, nn
 from nmt import __version__
 from nmt.checkpoint import model_from_checkpoint
 from nmt.export.folder import (
+    CT2_FORMAT,
     EXPORT_INFO,
     TOKENIZER_FILE,
     ExportError,
     check_output,
     make_workdir,
-    read_info,
+    read_ct2_info,
     recover_interrupted,
     source_model,
     tokenizer_info,
@@ -61,8 +62,7 @@ from nmt.vocab import BOS, EOS, UNK
 
 log = logging.getLogger(__name__)
 
-FORMAT = "nmt-ctranslate2"
-FORMAT_VERSION = 1
+FORMAT, FORMAT_VERSION = CT2_FORMAT
 QUANTIZATIONS = ACCEPTED_MODEL_TYPES
 
 ACTIVATIONS = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU}
@@ -200,9 +200,7 @@ def export_info(
     }
 
 
-def read_export_info(path: str | Path) -> dict[str, Any]:
-    """The provenance of an export folder; raises ExportError if it is not one."""
-    return read_info(path, FORMAT, FORMAT_VERSION, "CTranslate2")
+read_export_info = read_ct2_info  # the exporter's name for it
 
 
 class _SpecConverter(Converter):

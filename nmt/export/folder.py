@@ -41,6 +41,9 @@ TOKENIZER_FILE = "spm.model"
 CT2_MODEL_FILE = "model.bin"  # CTranslate2's weights
 ENCODER_FILE = "encoder.onnx"  # the ONNX export's two graphs (see nmt.export.onnx)
 DECODER_FILE = "decoder.onnx"
+# The formats' names and versions, as EXPORT_INFO's "format" and "format_version" record them.
+CT2_FORMAT = ("nmt-ctranslate2", 1)
+ONNX_FORMAT = ("nmt-onnx", 1)
 
 
 class ExportError(RuntimeError):
@@ -193,6 +196,22 @@ def read_info(path: str | Path, fmt: str, version: int, engine: str) -> dict[str
             f"version {info.get('format_version')!r} (this nmt reads {fmt} {version})"
         )
     return info
+
+
+def read_ct2_info(path: str | Path) -> dict[str, Any]:
+    """The provenance of a CTranslate2 export folder; raises ExportError if it is not one."""
+    return read_info(path, *CT2_FORMAT, "CTranslate2")
+
+
+def read_onnx_info(path: str | Path) -> dict[str, Any]:
+    """The provenance of an ONNX export folder; raises ExportError if it is not one."""
+    return read_info(path, *ONNX_FORMAT, "ONNX")
+
+
+def kv_names(prefix: str, layers: int) -> list[str]:
+    """`{prefix}_k_0, {prefix}_v_0, {prefix}_k_1, ...`: the ONNX graphs' per-layer K/V tensors,
+    which the exporter names and the ONNX backend feeds."""
+    return [f"{prefix}_{kv}_{i}" for i in range(layers) for kv in ("k", "v")]
 
 
 def is_ct2_export(path: str | Path) -> bool:

@@ -46,11 +46,13 @@ from nmt.export.folder import (
     DECODER_FILE,
     ENCODER_FILE,
     EXPORT_INFO,
+    ONNX_FORMAT,
     TOKENIZER_FILE,
     ExportError,
     check_output,
+    kv_names,
     make_workdir,
-    read_info,
+    read_onnx_info,
     recover_interrupted,
     source_model,
     tokenizer_info,
@@ -64,16 +66,10 @@ from nmt.vocab import BOS, EOS, PAD, UNK
 
 log = logging.getLogger(__name__)
 
-FORMAT = "nmt-onnx"
-FORMAT_VERSION = 1
+FORMAT, FORMAT_VERSION = ONNX_FORMAT
 QUANTIZATIONS = ("float32", "int8")
 OPSET = 17  # the first with LayerNormalization
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
-
-
-def kv_names(prefix: str, layers: int) -> list[str]:
-    """`{prefix}_k_0, {prefix}_v_0, {prefix}_k_1, ...`: the graphs' per-layer K/V tensors."""
-    return [f"{prefix}_{kv}_{i}" for i in range(layers) for kv in ("k", "v")]
 
 
 def encoder_io(layers: int) -> tuple[list[str], list[str]]:
@@ -280,6 +276,4 @@ def export_info(
     }
 
 
-def read_export_info(path: str | Path) -> dict[str, Any]:
-    """The provenance of an ONNX export folder; raises ExportError if it is not one."""
-    return read_info(path, FORMAT, FORMAT_VERSION, "ONNX")
+read_export_info = read_onnx_info  # the exporter's name for it
