@@ -521,6 +521,17 @@ def distill_main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--max-lines", type=int, default=0, help="distil the first N lines only")
     p.add_argument("--mix", action="store_true", help="also write mix.*: original + distilled")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        default="",
+        help="translate only chunks K, K+N, ... into OUTPUT/shards/K-of-N (one per machine)",
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="finish from the shards' chunks only: translate nothing, name what is missing",
+    )
     p.add_argument("--src-lang", default=DataConfig.src_lang)
     p.add_argument("--tgt-lang", default=DataConfig.tgt_lang)
     p.add_argument("--train", default=DataConfig.train, help="split (file prefix) to distil")
@@ -548,6 +559,7 @@ def distill_main(argv: list[str] | None = None) -> int:
         "batch_tokens": args.batch_tokens,
         "max_lines": args.max_lines,
         "mix": args.mix,
+        "shard": args.shard,
     }
     try:
         config = load_distill_config(None, args.overrides, flags)
@@ -561,7 +573,7 @@ def distill_main(argv: list[str] | None = None) -> int:
             args.test,
         )
         teacher = args.teacher if len(args.teacher) > 1 else args.teacher[0]
-        result = distill(teacher, data, args.output, config, force=args.force)
+        result = distill(teacher, data, args.output, config, force=args.force, merge=args.merge)
     except (*_user_errors(), DistillError) as e:
         return _fail(e)
     print(result.summary())

@@ -74,6 +74,7 @@ STATS = "stats.json"
 PROVENANCE = "provenance.json"
 PARTS = "parts"
 JOB = "job.json"
+SHARDS = "shards"  # OUT/shards/K-of-N/parts: the chunks of one shard (--shard K/N)
 EXAMPLES_PER_FILTER = 5
 KEEP_WARNING = 0.9  # warn when the filters keep less than this share of the pairs
 TOP_LINE_CHARS = 60  # the most frequent output as stats.json and errors quote it
@@ -137,6 +138,7 @@ class DistillConfig:
     chunk_lines: int = 1000  # lines per resumable chunk
     max_lines: int = 0  # distil the first N source lines only (0: all)
     mix: bool = False  # also write mix.*: original pairs + distilled pairs
+    shard: str = ""  # "K/N": translate only chunks K, K+N, K+2N, ... (0 <= K < N)
     filters: FilterConfig = field(default_factory=FilterConfig)
 
     def __post_init__(self) -> None:
@@ -147,6 +149,18 @@ class DistillConfig:
             check(getattr(self, name) >= 1, name, "must be >= 1")
         check(self.max_lines >= 0, "max_lines", "must be >= 0")
         check(self.device in ("cpu", "cuda"), "device", f"cpu or cuda, got {self.device!r}")
+        if self.shard:
+            k, _, n = self.shard.partition("/")
+            ok = k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)
+            check(ok, "shard", f"K/N with 0 <= K < N (e.g. 0/4), got {self.shard!r}")
+
+    @property
+    def shard_of(self) -> tuple[int, int] | None:
+        """(K, N) of `shard`, or None."""
+        if not self.shard:
+            return None
+        k, n = self.shard.split("/")
+        return int(k), int(n)
 
     def decoding(self) -> dict[str, Any]:
         """The options every chunk is translated with (part of the job's identity)."""
@@ -157,6 +171,10 @@ class DistillConfig:
             "max_len_a": self.max_len_a,
             "max_len_b": self.max_len_b,
         }
+
+
+def shard_folder(out: Path, k: int, n: int) -> Path:
+    return out / SHARDS / f"{k}-of-{n}"
 
 
 def load_distill_config(
@@ -371,21 +389,38 @@ def translate_corpus(
     output_dir: Path,
     config: DistillConfig,
     job: dict[str, Any],
+    merge: bool = False,
 ) -> dict[str, Any]:
     """Translate `sources` chunk by chunk into `parts/`, skipping chunks already there, then
-    write `raw.TGT` (via the caller) and return the totals; see the module docstring."""
-    parts = Parts(output_dir / PARTS, len(sources), config.chunk_lines)
+    write `raw.TGT` (via the caller) and return the totals; see the module docstring.
+
+    With `config.shard` K/N, only chunks K, K+N, ... are translated, into
+    `shards/K-of-N/parts/`, and the totals of the shard are returned (no hypotheses). A
+    whole run first takes the chunks the shard runs of the same job translated; with
+    `merge` it translates nothing: a chunk no shard holds, or holds corrupt, is an error
+    naming the shard and the file."""
+    shard = config.shard_of
+    folder = shard_folder(output_dir, *shard) if shard else output_dir
+    parts = Parts(folder / PARTS, len(sources), config.chunk_lines)
     parts.folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(parts.folder)  # a chunk being written when the run was killed
     job_path = parts.folder / JOB
+    mine = job | {"shard": config.shard} if shard else job
     if job_path.is_file():
         previous = json.loads(job_path.read_text(encoding="utf-8"))
-        if previous != job:
-            raise DistillError(_job_mismatch(job_path, previous, job))
+        if previous != mine:
+            raise DistillError(_job_mismatch(job_path, previous, mine))
     else:
-        atomic_write_text(job_path, json.dumps(job, indent=2) + "\n")
-    todo = parts.missing()
-    resumed = parts.count - len(todo)
+        atomic_write_text(job_path, json.dumps(mine, indent=2) + "\n")
+    if not shard:
+        taken = _take_shard_chunks(output_dir, parts, job, strict=merge)
+        if taken:
+            log.info("took %d chunks translated by shard runs", taken)
+    chunks = [i for i in range(parts.count) if not shard or i % shard[1] == shard[0]]
+    todo = [i for i in chunks if parts.read(i) is None]
+    if merge and todo:
+        raise DistillError(_missing_shards(output_dir, todo, parts))
+    resumed = len(chunks) - len(todo)
     if resumed:
         log.info("resuming: %d of %d chunks already translated", resumed, parts.count)
     options = config.decoding()
@@ -406,9 +441,17 @@ def translate_corpus(
             result["seconds"],
             lines_done / max(elapsed, 1e-9),
         )
-    records = [parts.read(i) for i in range(parts.count)]
+    records = [parts.read(i) for i in chunks]
     if any(r is None for r in records):  # a chunk vanished while we ran: never guess
         raise DistillError(f"{parts.folder}: chunks missing after translation; run again")
+    if shard:
+        return {
+            "shard": config.shard,
+            "chunks": len(chunks),
+            "chunks_resumed": resumed,
+            "lines": sum(len(r["hypotheses"]) for r in records),
+            "translate_seconds": round(sum(r["seconds"] for r in records), 2),
+        }
     return {
         "hypotheses": [h for r in records for h in r["hypotheses"]],
         "chunks": parts.count,
@@ -416,6 +459,68 @@ def translate_corpus(
         "translate_seconds": round(sum(r["seconds"] for r in records), 2),
         "target_pieces": sum(r["target_pieces"] for r in records),
     }
+
+
+def _take_shard_chunks(out: Path, parts: Parts, job: dict[str, Any], strict: bool) -> int:
+    """Copy into `parts` the chunks that shard runs of this `job` left in `out/shards/`
+    (those `parts` lacks); returns how many. `strict` (merge): a shard folder of another
+    job, or a corrupt chunk in one, is an error naming it; otherwise it is skipped with a
+    warning and its chunks are translated here."""
+    root = out / SHARDS
+    if not root.is_dir():
+        return 0
+    taken = 0
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        job_path = folder / PARTS / JOB
+        try:
+            theirs = json.loads(job_path.read_text(encoding="utf-8"))
+            theirs.pop("shard")
+        except (OSError, ValueError, KeyError, AttributeError):
+            theirs = None
+        if theirs != job:
+            problem = (
+                _job_mismatch(job_path, theirs, job)
+                if isinstance(theirs, dict)
+                else f"{job_path}: not a shard's job file"
+            )
+            if strict:
+                raise DistillError(problem)
+            log.warning("%s; its chunks are not used", problem)
+            continue
+        shard = Parts(folder / PARTS, parts.n_lines, parts.chunk_lines)
+        for path in sorted(shard.folder.glob("[0-9]*.json")):
+            index = int(path.stem)
+            if index >= parts.count or parts.path(index).is_file():
+                continue
+            record = shard.read(index)
+            if record is None:
+                if strict:
+                    raise DistillError(
+                        f"{path}: corrupt chunk of shard {folder.name}; delete it and run that "
+                        "shard again (it translates only what is missing), then merge again"
+                    )
+                continue
+            parts.write(index, {k: v for k, v in record.items() if k != "first_line"})
+            taken += 1
+    return taken
+
+
+def _missing_shards(out: Path, todo: list[int], parts: Parts) -> str:
+    """Which shards still owe which chunks, for a merge that cannot finish."""
+    found = sorted(p.name for p in (out / SHARDS).glob("*-of-*")) if (out / SHARDS).is_dir() else []
+    counts = {int(name.split("-of-")[1]) for name in found}
+    if len(counts) == 1:
+        (n,) = counts
+        owners = sorted({i % n for i in todo})
+        who = "shard(s) " + ", ".join(f"{k}/{n}" for k in owners)
+    else:
+        who = "no shard run" if not found else "the shard runs (" + ", ".join(found) + ")"
+    first, end = parts.span(todo[0])
+    return (
+        f"{out}: cannot merge: {len(todo)} of {parts.count} chunks missing, owed by {who} "
+        f"(first missing: chunk {todo[0]}, lines {first + 1}-{end}); finish those shards "
+        "(nmt-distill ... --shard K/N) or run without --merge to translate them here"
+    )
 
 
 def _run_tasks(
@@ -524,6 +629,12 @@ class DistillResult:
 
     def summary(self) -> str:
         s = self.stats
+        if "shard" in s:
+            return (
+                f"shard {s['shard']}: {s['chunks']} chunks ({s['lines']} lines) translated "
+                f"({s['chunks_resumed']} before this call); merge when every shard is done: "
+                f"the same command with --merge instead of --shard; {self.output_dir}"
+            )
         removed = ", ".join(f"{v} {k}" for k, v in s["filtered"].items())
         top = s["top_output"]
         return (
@@ -539,20 +650,31 @@ def distill(
     output_dir: str | Path,
     config: DistillConfig | None = None,
     force: bool = False,
+    merge: bool = False,
 ) -> DistillResult:
     """Translate the training source of `data` with `teacher`, filter, and write the
     distilled dataset folder `output_dir` (see the module docstring). Resumes an
     interrupted run of the same job; another job's folder needs `force`, which never
     touches a folder that holds no distillation or that is, holds or lies inside an input.
     One process at a time writes a folder (a second one fails at once). Several teachers
-    (PyTorch models of one tokenizer) translate as one ensemble."""
+    (PyTorch models of one tokenizer) translate as one ensemble.
+
+    Across machines: `config.shard` "K/N" translates only the chunks K, K+N, ... into
+    `output_dir/shards/K-of-N/` (each shard its own writer; a shared folder, or the shard
+    folders copied into one), and a run without a shard takes their chunks first: with
+    `merge` it translates nothing and names a shard that is missing or corrupt. The result
+    is line for line the output of one run on one machine."""
+    config = config or DistillConfig()
+    if merge and config.shard:
+        raise DistillError("--merge collects every shard's chunks: give no --shard with it")
     out = Path(output_dir)
     src_path, tgt_path = split_paths(data, data.train)
     teachers = [Path(t) for t in teacher] if isinstance(teacher, list | tuple) else [Path(teacher)]
     teacher = [str(t) for t in teachers] if len(teachers) > 1 else str(teachers[0])
     _check_output(out, [*teachers, src_path, tgt_path], force)
-    with FolderLock(out, "nmt-distill"):
-        return _distill(teacher, data, out, config or DistillConfig(), force)
+    writer = shard_folder(out, *config.shard_of) if config.shard else out
+    with FolderLock(writer, "nmt-distill"):
+        return _distill(teacher, data, out, config, force, merge)
 
 
 def _check_output(out: Path, inputs: list[Path], force: bool) -> None:
@@ -571,7 +693,9 @@ def _check_output(out: Path, inputs: list[Path], force: bool) -> None:
 
 
 def _is_distillation(out: Path) -> bool:
-    return any((out / name).is_file() for name in (f"{PARTS}/{JOB}", RAW_INFO, STATS))
+    if any((out / name).is_file() for name in (f"{PARTS}/{JOB}", RAW_INFO, STATS)):
+        return True
+    return (out / SHARDS).is_dir() and any((out / SHARDS).glob(f"*/{PARTS}/{JOB}"))
 
 
 def _foreign_entries(out: Path) -> list[Path]:
@@ -584,7 +708,12 @@ def _foreign_entries(out: Path) -> list[Path]:
 
 
 def _distill(
-    teacher: str | Path, data: DataConfig, out: Path, config: DistillConfig, force: bool
+    teacher: str | Path,
+    data: DataConfig,
+    out: Path,
+    config: DistillConfig,
+    force: bool,
+    merge: bool = False,
 ) -> DistillResult:
     wall = time.perf_counter()
     src_path, tgt_path = split_paths(data, data.train)
@@ -600,23 +729,27 @@ def _distill(
         "compute_type": config.compute_type,
         **config.decoding(),
     }
+    raw_tgt, raw_info = out / f"raw.{data.tgt_lang}", out / RAW_INFO
+    if config.shard:
+        return _distill_shard(teacher, sources, out, config, job, force)
     if force:  # start over: only this distillation's own intermediate files go
         if (out / PARTS / JOB).is_file():
             shutil.rmtree(out / PARTS, ignore_errors=True)
-        (out / RAW_INFO).unlink(missing_ok=True)
+        shutil.rmtree(out / SHARDS, ignore_errors=True)
+        raw_info.unlink(missing_ok=True)
     if out.is_dir():
         remove_stale_temporaries(out)
-    raw_tgt, raw_info = out / f"raw.{data.tgt_lang}", out / RAW_INFO
     translation = json.loads(raw_info.read_text()) if raw_info.is_file() else None
     if translation is not None and translation["job"] != job:
         raise DistillError(_job_mismatch(raw_info, translation["job"], job))
     if translation is None:
-        done = translate_corpus(teacher, sources, out, config, job)
+        done = translate_corpus(teacher, sources, out, config, job, merge)
         hyps = done.pop("hypotheses")
         atomic_write_text(raw_tgt, "".join(h + "\n" for h in hyps))
         translation = {"job": job, **done}
         atomic_write_text(raw_info, json.dumps(translation, indent=2) + "\n")
         shutil.rmtree(out / PARTS, ignore_errors=True)
+        shutil.rmtree(out / SHARDS, ignore_errors=True)
     else:
         log.info("%s: translation already complete; filtering again", out)
         shutil.rmtree(out / PARTS, ignore_errors=True)  # left over from an interrupted cleanup
@@ -686,6 +819,26 @@ def _distill(
             out / STATS,
         )
     return result
+
+
+def _distill_shard(
+    teacher: str | Path,
+    sources: list[str],
+    out: Path,
+    config: DistillConfig,
+    job: dict[str, Any],
+    force: bool,
+) -> DistillResult:
+    """Translate one shard's chunks (see `distill`); the merge filters and writes."""
+    if (out / RAW_INFO).is_file():
+        raise DistillError(
+            f"{out}: the translation is complete (merged); nothing is left for shard "
+            f"{config.shard} (--force without --shard starts over)"
+        )
+    if force:
+        shutil.rmtree(shard_folder(out, *config.shard_of) / PARTS, ignore_errors=True)
+    done = translate_corpus(teacher, sources, out, config, job)
+    return DistillResult(out, done)
 
 
 def _degenerate_corpus(

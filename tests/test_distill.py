@@ -380,3 +380,65 @@ def test_an_ensemble_of_teachers_distils(teacher, tmp_path):
     provenance = json.loads((tmp_path / "two" / "provenance.json").read_text())
     assert len(provenance["teacher"]["members"]) == 2
     assert two.stats["kept"] == one.stats["kept"]
+
+
+def test_shards_on_several_machines_merge_to_the_one_machine_corpus(teacher, tmp_path, capsys):
+    """Three shard runs (as on three machines, their folders copied into one) and a merge
+    give the bytes of one run; the merge translates nothing and names what is missing."""
+    from dataclasses import replace
+
+    from nmt.cli import distill_main
+
+    data = toy_data(teacher)
+    distill(teacher / "run", data, tmp_path / "whole", CONFIG)  # 64 lines: chunks 0..6
+
+    machines = []
+    for k in range(3):
+        out = tmp_path / f"machine{k}"
+        result = distill(teacher / "run", data, out, replace(CONFIG, shard=f"{k}/3"))
+        assert result.stats["chunks"] == len(range(k, 7, 3)) and "shard" in result.summary()
+        chunks = sorted(p.stem for p in (out / "shards" / f"{k}-of-3" / "parts").glob("0*.json"))
+        assert chunks == [f"{i:06d}" for i in range(k, 7, 3)]  # only its own chunks
+        assert not (out / "raw.de").exists() and not (out / "train.de").exists()
+        machines.append(out)
+
+    merged = tmp_path / "merged"
+    (merged / "shards").mkdir(parents=True)
+    for k in (0, 2):  # machine 1's shard has not arrived yet
+        src = machines[k] / "shards" / f"{k}-of-3"
+        (merged / "shards" / src.name).symlink_to(src, target_is_directory=True)
+    with pytest.raises(DistillError, match=r"2 of 7 chunks missing, owed by shard\(s\) 1/3"):
+        distill(teacher / "run", data, merged, CONFIG, merge=True)
+
+    (merged / "shards" / "1-of-3").symlink_to(machines[1] / "shards" / "1-of-3")
+    corrupt = machines[1] / "shards" / "1-of-3" / "parts" / "000004.json"
+    good = corrupt.read_bytes()
+    corrupt.write_text('{"first_line": 40, "hypotheses": ["too few"]}\n')
+    with pytest.raises(DistillError, match=r"000004\.json: corrupt chunk of shard 1-of-3"):
+        distill(teacher / "run", data, merged, CONFIG, merge=True)
+    corrupt.write_bytes(good)
+
+    def no_translation(*args, **kwargs):
+        raise AssertionError("a merge translated a chunk")
+
+    real = distill_module._translate_chunk
+    distill_module._translate_chunk = no_translation
+    try:
+        args = ["-t", str(teacher / "run"), "--data", str(teacher / "toy"), "--test", "test"]
+        args += ["-o", str(merged), "--beam", "2", "--batch-tokens", "64", "--mix", "--merge"]
+        args += ["--set", "chunk_lines=10"]
+        assert distill_main(args) == 0
+    finally:
+        distill_module._translate_chunk = real
+    for name in ("raw.de", "train.en", "train.de", "mix.en", "mix.de"):
+        assert (merged / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert not (merged / "shards").exists() and not (merged / "parts").exists()
+    with pytest.raises(DistillError, match="complete"):  # nothing left for a shard
+        distill(teacher / "run", data, merged, replace(CONFIG, shard="0/3"))
+
+
+def test_shard_settings_are_checked():
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        with pytest.raises(ConfigError, match="^shard: K/N"):
+            DistillConfig(shard=bad)
+    assert DistillConfig(shard="2/5").shard_of == (2, 5)
