@@ -99,12 +99,22 @@ class EpochIterator:
         return self
 
     def __next__(self) -> tuple[torch.Tensor, ...]:
+        return collate([self.corpus.pair(int(i)) for i in self._advance()])
+
+    def skip(self, n: int = 1) -> None:
+        """Pass over the next `n` batches without reading them (in a run of several
+        processes, the other processes take them)."""
+        for _ in range(n):
+            self._advance()
+
+    def _advance(self) -> np.ndarray:
+        """The next batch's pair indices; the position moves on (into the next epoch too)."""
         if self.index >= len(self._batches):
             self.epoch, self.index = self.epoch + 1, 0
             self._batches = self._make()
         batch = self._batches[self.index]
         self.index += 1
-        return collate([self.corpus.pair(int(i)) for i in batch])
+        return batch
 
 
 def token_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:

@@ -72,9 +72,13 @@ def train_main(argv: list[str] | None = None) -> int:
     if not args.config and not args.overrides:
         p.error("--config is needed (a run config YAML such as models/multi30k-small.yaml)")
     _setup_logging()
+    from nmt import distributed
     from nmt.config import load_run_config
     from nmt.train import TrainingStopped, train
 
+    main = distributed.is_main()  # under torchrun, rank 0 reports; the others only warn
+    if not main:
+        logging.getLogger("nmt").setLevel(logging.WARNING)
     try:
         overrides = args.overrides + ([f"data.data_dir={args.data_dir}"] if args.data_dir else [])
         config = load_run_config(args.config, overrides)
@@ -82,9 +86,11 @@ def train_main(argv: list[str] | None = None) -> int:
     except _user_errors() as e:
         return _fail(e)
     except TrainingStopped as e:
-        print(f"stopped: {e}", file=sys.stderr)
+        if main:
+            print(f"stopped: {e}", file=sys.stderr)
         return e.exit_code
-    print(json.dumps({k: v for k, v in summary.items() if k != "validations"}, indent=2))
+    if main:
+        print(json.dumps({k: v for k, v in summary.items() if k != "validations"}, indent=2))
     return 0
 
 

@@ -12,6 +12,15 @@ checkpoint (they are written again), and benchmarks/crash_resume.py checks it.
 SIGTERM or Ctrl-C (SIGINT) stops a run cleanly: the current step ends, `last.pt` is written
 and `TrainingStopped` is raised (the CLI exits with 128 + the signal number); a second signal
 stops at once, from the previous `last.pt`.
+
+Under torchrun (`nmt.distributed`) one `Trainer` runs in every process, over DDP. All walk
+the same seeded batch stream and, per micro-step, rank r takes the r-th of the next `world`
+batches: N processes with `accum_steps` A make the updates of one process with N x A (DDP
+averages the gradients, as accumulation does). Rank 0 alone touches the run folder: it
+reads the parent, the tokenizer and `last.pt` and shares them; it validates, logs and writes
+the checkpoints, with every rank's RNG state and log window, while the others wait. Stops
+(time budget, early stopping, a signal on any rank) are agreed, so all ranks stop at the
+same step, and a resumed run of as many processes replays the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -29,9 +38,10 @@ from typing import Any
 
 import torch
 import yaml
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from nmt import __version__
+from nmt import __version__, distributed
 from nmt.batching import EpochIterator
 from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
@@ -57,6 +67,7 @@ from nmt.model import Transformer
 from nmt.run_data import run_data, run_tokenizer
 from nmt.runlog import RunLog
 from nmt.sampling import first_pass, mix_inputs, mixing_probability
+from nmt.tokenizer import Tokenizer
 from nmt.validation import label_smoothed_loss, validate
 
 log = logging.getLogger(__name__)
@@ -163,21 +174,29 @@ class TrainState:
     window_loss: float = 0.0
     window_nll: float = 0.0
     window_tokens: int = 0
+    # In a run of several processes, each one's window sums by rank (window_* hold their
+    # totals, which a resume by another number of processes starts from).
+    rank_windows: list[list[float]] = field(default_factory=list)
 
 
 class Trainer:
+    """One training run; in a process group (torchrun), one per rank (module docstring)."""
+
     def __init__(self, config: RunConfig, resume: bool = False):
         self.config = config
         self.run_dir = Path(config.run_dir)
         self.resume = resume
+        self.world = distributed.world_size()
+        self.rank = distributed.rank() if self.world > 1 else 0
+        self.main = self.rank == 0
         c = config.train
         if c.threads:
             torch.set_num_threads(cap_threads(c.threads, "train.threads"))
-        self.device = pick_device(c.device)
+        self.device = distributed.local_device(pick_device(c.device))
         self.amp_dtype = pick_precision(c.precision, self.device)
-        self.parent: Parent | None = load_parent(c.init_from) if c.init_from else None
-        self._prepare_run_dir()
-        self.tokenizer = run_tokenizer(config, self.run_dir, self.parent)
+        # Rank 0 alone reads the parent: the others get its weights from DDP's broadcast.
+        self.parent: Parent | None = load_parent(c.init_from) if c.init_from and self.main else None
+        self.tokenizer = self._open_run()
         self.data = run_data(config, self.tokenizer)
         self.run_log = RunLog(self.run_dir / "log.jsonl")
         self.config = config = replace(
@@ -185,6 +204,8 @@ class Trainer:
         )
         torch.manual_seed(c.seed)
         self.model = Transformer(config.model).to(self.device)
+        if self.world > 1:
+            torch.manual_seed(c.seed + self.rank)  # each rank its own dropout masks
         if self.parent is not None:
             check_architecture(self.parent, config.model)
             self.model.load_state_dict(self.parent.state["model"])
@@ -201,8 +222,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
         self.batches = EpochIterator(self.data.train, c.batch_tokens, c.seed)
-        if resume and (self.run_dir / "last.pt").exists():
-            self._restore(self.run_dir / "last.pt")
+        resume_state = distributed.on_main(self._resume_state)
+        if resume_state is not None:
+            self._restore(resume_state)
         # The log window's sums (loss, nll, target tokens), as tensors: one host sync a log.
         s = self.state
         self.window = (
@@ -210,10 +232,32 @@ class Trainer:
             torch.tensor(s.window_nll, dtype=torch.float32, device=self.device),
             torch.tensor(s.window_tokens, dtype=torch.int64, device=self.device),
         )
-        self.run_log.trim(self.state.step)
-        self.forward = torch.compile(self.model, dynamic=True) if c.compile else self.model
+        self.ddp: DistributedDataParallel | None = None
+        module: torch.nn.Module = self.model
+        if self.world > 1:  # DDP gives every rank rank 0's weights and averages gradients
+            self.ddp = module = DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                forward_sync_buffers=False,  # the one buffer, the position table, is constant
+                # Frozen parameters get no gradient: DDP must not wait for theirs.
+                find_unused_parameters=c.freeze_embeddings or c.freeze_encoder,
+            )
+        self.forward = torch.compile(module, dynamic=True) if c.compile else module
 
     # ---- setup -------------------------------------------------------------------------
+    def _open_run(self) -> Tokenizer:
+        """Rank 0 prepares the run folder and finds the run's tokenizer; the other ranks
+        receive its model (they never touch the run folder, which need not be shared)."""
+        found: list[Tokenizer] = []
+
+        def prepare() -> tuple[bytes, str]:
+            self._prepare_run_dir()
+            found.append(run_tokenizer(self.config, self.run_dir, self.parent))
+            return found[0].model_proto, found[0].source
+
+        proto, source = distributed.on_main(prepare)
+        return found[0] if found else Tokenizer(proto, source)
+
     def _prepare_run_dir(self) -> None:
         if (self.run_dir / "last.pt").exists() and not self.resume:
             raise ConfigError(
@@ -281,24 +325,40 @@ class Trainer:
         """Write `checkpoints/step_N.pt` (unless `snapshot` is false: a stop between saving
         steps must not change which snapshots get averaged), then `last.pt`; a failed write
         (a full disk) ends the run with an error naming the file and leaves the previous
-        `last.pt` intact."""
-        try:
-            self._save(snapshot)
-        except OSError as e:
-            raise CheckpointError(
-                f"{e.filename or self.run_dir}: cannot write checkpoint ({e.strerror or e}); "
-                f"{self.run_dir / 'last.pt'} holds the previous checkpoint: make room, then "
-                "continue with --resume"
-            ) from e
+        `last.pt` intact. Every rank calls it: rank 0 writes, with every rank's RNG state
+        and log window, while the others wait (and share its error)."""
+        ranks = distributed.gather_object(self._rank_state())
 
-    def _save(self, snapshot: bool) -> None:
-        step = self.state.step
+        def write() -> None:
+            try:
+                self._save(snapshot, ranks)
+            except OSError as e:
+                raise CheckpointError(
+                    f"{e.filename or self.run_dir}: cannot write checkpoint "
+                    f"({e.strerror or e}); {self.run_dir / 'last.pt'} holds the previous "
+                    "checkpoint: make room, then continue with --resume"
+                ) from e
+
+        distributed.on_main(write)
+
+    def _rank_state(self) -> dict[str, Any]:
+        """What a resume needs of this rank besides the shared state: RNG and log window."""
         loss, nll, tokens = self.window
-        self.state.window_loss, self.state.window_nll = float(loss), float(nll)
-        self.state.window_tokens = int(tokens)
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state()
+        return {"rng": rng, "window": [float(loss), float(nll), int(tokens)]}
+
+    def _save(self, snapshot: bool, ranks: list[dict[str, Any]]) -> None:
+        s, step = self.state, self.state.step
+        windows = [r["window"] for r in ranks]
+        s.window_loss, s.window_nll, s.window_tokens = (
+            sum(column) for column in zip(*windows, strict=True)
+        )
+        s.rank_windows = windows if len(ranks) > 1 else []
+        rng = dict(ranks[0]["rng"])
+        if len(ranks) > 1:
+            rng["per_rank"] = [r["rng"] for r in ranks]
         if snapshot:
             save_checkpoint(
                 self.run_dir / "checkpoints" / f"step_{step}.pt",
@@ -327,29 +387,67 @@ class Trainer:
         for old in snapshots[: -self.config.train.keep_last or None]:
             old.unlink(missing_ok=True)
 
-    def _restore(self, path: Path) -> None:
-        ckpt = load_checkpoint(path)
-        missing = [k for k in ("optimizer", "scheduler", "data", "train_state") if k not in ckpt]
-        if missing:
-            raise CheckpointError(f"{path}: not a resume state (no {', '.join(missing)})")
+    def _resume_state(self) -> dict[str, Any] | None:
+        """Rank 0: `last.pt` to continue from (None for a new run), with `log.jsonl` trimmed
+        back to its step."""
+        path = self.run_dir / "last.pt"
+        ckpt = load_checkpoint(path) if self.resume and path.exists() else None
+        if ckpt is not None:
+            missing = [
+                k for k in ("optimizer", "scheduler", "data", "train_state") if k not in ckpt
+            ]
+            if missing:
+                raise CheckpointError(f"{path}: not a resume state (no {', '.join(missing)})")
+        self.run_log.trim(ckpt["train_state"]["step"] if ckpt is not None else 0)
+        return ckpt
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
         self.state = TrainState(**ckpt["train_state"])
+        self._restore_rank(ckpt["rng"])
         self.batches = EpochIterator(
             self.data.train, self.config.train.batch_tokens, self.config.train.seed, **ckpt["data"]
         )
         log.info(
             "resumed from %s at step %d (epoch %d, batch %d)",
-            path,
+            self.run_dir / "last.pt",
             self.state.step,
             ckpt["data"]["epoch"],
             ckpt["data"]["index"],
         )
+
+    def _restore_rank(self, rng: dict[str, Any]) -> None:
+        """This rank's RNG state and log window. A run resumed by as many processes as saved
+        it replays the uninterrupted one; by another number, rank 0 carries the window's
+        totals and ranks beyond the saved ones start a fresh RNG stream."""
+        s, saved = self.state, len(self.state.rank_windows) or 1
+        own: dict[str, Any] | None = rng
+        if saved == self.world and self.world > 1:
+            own = rng["per_rank"][self.rank]
+            s.window_loss, s.window_nll, s.window_tokens = s.rank_windows[self.rank]
+        elif saved != self.world:
+            if self.main:
+                log.warning(
+                    "last.pt was written by %d process(es), resumed by %d: an update takes "
+                    "%d batches from here on (processes x train.accum_steps), and the run "
+                    "differs from an uninterrupted one",
+                    saved,
+                    self.world,
+                    self.world * self.config.train.accum_steps,
+                )
+            per_rank = rng.get("per_rank", [rng])
+            own = per_rank[self.rank] if self.rank < len(per_rank) else None
+            if not self.main:
+                s.window_loss, s.window_nll, s.window_tokens = 0.0, 0.0, 0
+        if own is None:
+            torch.manual_seed(self.config.train.seed + self.rank)
+            return
+        torch.set_rng_state(own["torch"])
+        if "cuda" in own and self.device.type == "cuda":
+            torch.cuda.set_rng_state(own["cuda"])
 
     # ---- training ----------------------------------------------------------------------
     def _autocast(self):
@@ -357,25 +455,43 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def _next_batch(self) -> tuple[torch.Tensor, ...]:
+        """This rank's batch: of the next `world` batches of the stream, which every rank
+        walks alike (and so stays at the same position), rank r takes the r-th."""
+        self.batches.skip(self.rank)
+        batch = next(self.batches)
+        self.batches.skip(self.world - 1 - self.rank)
+        return batch
+
+    def _gradient_sync(self, last: bool):
+        """DDP averages the gradients over the ranks once an update, in its last backward."""
+        if self.ddp is None or last:
+            return contextlib.nullcontext()
+        return self.ddp.no_sync()
+
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer update over `accum_steps` batches; returns summed loss, nll, tokens."""
+        """One optimizer update over `accum_steps` batches (on each rank); returns this
+        rank's summed loss, nll, tokens."""
         c = self.config.train
         if c.freeze_embeddings or c.freeze_encoder:
             apply_freezing(self.model, c, self.state.step)
         sampling = mixing_probability(c.scheduled_sampling, self.state.step + 1)
         total_loss = total_nll = total_tokens = 0
-        for _ in range(c.accum_steps):
+        for i in range(c.accum_steps):
             src, tgt_in, tgt_out = (
-                t.to(self.device, non_blocking=True) for t in next(self.batches)
+                t.to(self.device, non_blocking=True) for t in self._next_batch()
             )
-            with self._autocast():
-                if sampling > 0:  # scheduled sampling: the decoder reads some own predictions
-                    own = first_pass(self.forward, self.model, src, tgt_in)
-                    tgt_in = mix_inputs(tgt_in, own, sampling, c.scheduled_sampling.predictions)
-                logits = self.forward(src, tgt_in)
-            loss, nll, ntok = label_smoothed_loss(logits, tgt_out, c.label_smoothing)
-            # Normalise by this batch's tokens; each of the accum batches weighs the same.
-            self.scaler.scale(loss / ntok.clamp(min=1) / c.accum_steps).backward()
+            with self._gradient_sync(last=i == c.accum_steps - 1):
+                with self._autocast():
+                    if sampling > 0:  # scheduled sampling: the decoder reads own predictions
+                        # (a pass without gradients: DDP leaves it alone, on every rank)
+                        own = first_pass(self.forward, self.model, src, tgt_in)
+                        tgt_in = mix_inputs(tgt_in, own, sampling, c.scheduled_sampling.predictions)
+                    logits = self.forward(src, tgt_in)
+                loss, nll, ntok = label_smoothed_loss(logits, tgt_out, c.label_smoothing)
+                # Normalise by this batch's tokens; each of the accum batches weighs the same
+                # (and DDP's mean over the ranks makes each of the world x accum batches so).
+                self.scaler.scale(loss / ntok.clamp(min=1) / c.accum_steps).backward()
             total_loss, total_nll = total_loss + loss.detach(), total_nll + nll.detach()
             total_tokens = total_tokens + ntok
         if c.clip_norm > 0:
@@ -454,6 +570,14 @@ class Trainer:
         )
         if self.device.type == "cpu" and c.precision == "auto" and self.amp_dtype is None:
             log.info("no native bf16 on this CPU: float32 (bf16 is ~1.8x faster where native)")
+        log.info(
+            "an update: %d batches of at most %d padded tokens (%d processes x %d accumulation "
+            "steps)",
+            self.world * c.accum_steps,
+            c.batch_tokens,
+            self.world,
+            c.accum_steps,
+        )
         self.model.train()
         window_start = time.perf_counter()
         session_start = time.perf_counter()
@@ -465,7 +589,7 @@ class Trainer:
             desc="train",
             unit="step",
             dynamic_ncols=True,
-            disable=None,
+            disable=None if self.main else True,
         )
         while s.step < c.max_steps:
             loss, nll, ntok = self.train_step()
@@ -476,42 +600,16 @@ class Trainer:
             s.elapsed = elapsed0 + time.perf_counter() - session_start
             if s.step % c.log_every == 0:
                 now = time.perf_counter()
-                acc_loss, acc_nll, acc_tok = self.window
-                tokens = int(acc_tok)  # the only host sync of the interval
-                record = {
-                    "type": "train",
-                    "step": s.step,
-                    "epoch": self.batches.epoch,
-                    "lr": self.scheduler.get_last_lr()[0],
-                    "loss": float(acc_loss) / tokens,
-                    "ppl": math.exp(min(float(acc_nll) / tokens, 50.0)),
-                    "tgt_tokens_per_s": tokens / (now - window_start),
-                    "elapsed_s": round(s.elapsed, 1),
-                }
-                if c.scheduled_sampling.enabled:
-                    record["sampling_prob"] = mixing_probability(c.scheduled_sampling, s.step)
-                s.target_tokens += tokens
-                bar.set_postfix(
-                    loss=f"{record['loss']:.3f}",
-                    lr=f"{record['lr']:.2e}",
-                    tok_s=f"{record['tgt_tokens_per_s']:.0f}",
-                )
-                log.info(
-                    "step %d | epoch %d | loss %.4f | ppl %.2f | lr %.3e | %.0f tgt tok/s",
-                    s.step,
-                    record["epoch"],
-                    record["loss"],
-                    record["ppl"],
-                    record["lr"],
-                    record["tgt_tokens_per_s"],
-                )
-                self.run_log.append(record)
-                self.window = tuple(torch.zeros_like(t) for t in self.window)
+                self._log_window(now - window_start, bar)
                 window_start = now
-            out_of_time = c.max_minutes > 0 and s.elapsed >= c.max_minutes * 60
+            # Every rank stops at the same step: at any rank's time budget or signal, or at
+            # rank 0's early stopping.
+            out_of_time = c.max_minutes > 0 and bool(
+                distributed.max_over_ranks(int(s.elapsed >= c.max_minutes * 60))
+            )
             stop = False
             if s.step % c.valid_every == 0 or out_of_time or s.step == c.max_steps:
-                stop = self._after_validation(self.validate())
+                stop = distributed.on_main(lambda: self._after_validation(self.validate()))
                 if stop:
                     stop_reason = f"early stopping (patience {c.patience})"
             if s.step % c.save_every == 0 or out_of_time or stop or s.step == c.max_steps:
@@ -521,15 +619,69 @@ class Trainer:
                 stop_reason = f"time budget ({c.max_minutes} min)"
             if out_of_time or stop:
                 break
-            if signals:
+            signum = distributed.max_over_ranks(signals[0] if signals else 0)
+            if signum:
                 if s.step % c.save_every:
                     self.save(snapshot=False)
                 bar.close()
-                raise TrainingStopped(signals[0], s.step, self.run_dir)
+                raise TrainingStopped(signum, s.step, self.run_dir)
         bar.close()
         return self.finish(stop_reason)
 
+    def _window_totals(self) -> tuple[float, float, int]:
+        """The log window's sums (loss, nll, target tokens) over all ranks; the only host
+        synchronisation of a log interval."""
+        loss, nll, tokens = self.window
+        if self.world == 1:
+            return float(loss), float(nll), int(tokens)
+        totals = torch.stack([loss.double(), nll.double(), tokens.double()])
+        loss, nll, tokens = distributed.all_reduce_sum(totals).tolist()
+        return loss, nll, int(tokens)
+
+    def _log_window(self, seconds: float, bar: tqdm) -> None:
+        """Log the window's numbers, summed over the ranks (rank 0 writes), and start anew."""
+        c, s = self.config.train, self.state
+        loss, nll, tokens = self._window_totals()
+        record = {
+            "type": "train",
+            "step": s.step,
+            "epoch": self.batches.epoch,
+            "lr": self.scheduler.get_last_lr()[0],
+            "loss": loss / tokens,
+            "ppl": math.exp(min(nll / tokens, 50.0)),
+            "tgt_tokens_per_s": tokens / seconds,
+            "tgt_tokens_per_update": tokens / c.log_every,
+            "elapsed_s": round(s.elapsed, 1),
+        }
+        if c.scheduled_sampling.enabled:
+            record["sampling_prob"] = mixing_probability(c.scheduled_sampling, s.step)
+        s.target_tokens += tokens
+        self.window = tuple(torch.zeros_like(t) for t in self.window)
+        if not self.main:
+            return
+        bar.set_postfix(
+            loss=f"{record['loss']:.3f}",
+            lr=f"{record['lr']:.2e}",
+            tok_s=f"{record['tgt_tokens_per_s']:.0f}",
+        )
+        log.info(
+            "step %d | epoch %d | loss %.4f | ppl %.2f | lr %.3e | %.0f tgt tok/s",
+            s.step,
+            record["epoch"],
+            record["loss"],
+            record["ppl"],
+            record["lr"],
+            record["tgt_tokens_per_s"],
+        )
+        self.run_log.append(record)
+
     def finish(self, stop_reason: str) -> dict[str, Any]:
+        """Rank 0 averages the last checkpoints (if asked) and writes summary.json; every
+        rank returns the summary."""
+        unlogged = self._window_totals()[2]  # the target tokens of the steps since the last log
+        return distributed.on_main(lambda: self._summary(stop_reason, unlogged))
+
+    def _summary(self, stop_reason: str, unlogged_tokens: int) -> dict[str, Any]:
         c, s = self.config.train, self.state
         summary: dict[str, Any] = {
             "nmt_version": __version__,
@@ -537,9 +689,15 @@ class Trainer:
             "stop_reason": stop_reason,
             "steps": s.step,
             "wall_time_s": round(s.elapsed, 1),
-            "target_tokens": s.target_tokens + int(self.window[2]),  # + the unlogged steps'
+            "target_tokens": s.target_tokens + unlogged_tokens,
             "mean_tgt_tokens_per_s": round(
-                (s.target_tokens + int(self.window[2])) / max(s.elapsed, 1e-9), 1
+                (s.target_tokens + unlogged_tokens) / max(s.elapsed, 1e-9), 1
+            ),
+            # The effective batch: per update, over all processes.
+            "world_size": self.world,
+            "batches_per_update": self.world * c.accum_steps,
+            "mean_tgt_tokens_per_update": round(
+                (s.target_tokens + unlogged_tokens) / max(s.step, 1), 1
             ),
             "epochs": self.batches.epoch,
             "device": str(self.device),
@@ -575,15 +733,21 @@ class Trainer:
 def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     """Train (or with `resume`, continue) the run of `config` in its `run_dir`, which one
     process at a time may write: a second `train` on it fails at once, naming the first's PID.
-    Nothing is created before the corpus files and the parent (`train.init_from`) are found."""
-    for split in (config.data.train, config.data.valid):
-        for path in split_paths(config.data, split):
-            if not path.is_file():
-                raise CorpusError(f"{path}: file not found (data.{_split_key(config, split)})")
-    if config.train.init_from:
-        parent_checkpoint(config.train.init_from)
-    with FolderLock(config.run_dir, "nmt-train"):
-        return Trainer(config, resume=resume).run()
+    Nothing is created before the corpus files and the parent (`train.init_from`) are found.
+
+    Started by torchrun, every process calls this and joins the process group (a no-op
+    otherwise); every rank needs the corpus, rank 0 alone the parent and the run folder,
+    whose lock it takes."""
+    with distributed.process_group(config.train.device):
+        for split in (config.data.train, config.data.valid):
+            for path in split_paths(config.data, split):
+                if not path.is_file():
+                    raise CorpusError(f"{path}: file not found (data.{_split_key(config, split)})")
+        main = distributed.is_main()
+        if config.train.init_from and main:
+            parent_checkpoint(config.train.init_from)
+        with FolderLock(config.run_dir, "nmt-train") if main else contextlib.nullcontext():
+            return Trainer(config, resume=resume).run()
 
 
 def _split_key(config: RunConfig, split: str) -> str:
