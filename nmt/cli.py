@@ -632,6 +632,41 @@ def pipeline_main(argv: list[str] | None = None) -> int:
     return 1 if result.incomplete else 0
 
 
+def prepare_main(argv: list[str] | None = None) -> int:
+    from nmt.prepare import WORKERS
+
+    p = argparse.ArgumentParser(
+        prog="nmt-prepare",
+        description="Encode training corpora (line-aligned files, gzip or TSV; several, with "
+        "weights) into memory-mapped shards with a manifest. Rerun the same command to resume "
+        "an interrupted run: only the missing shards are made.",
+    )
+    p.add_argument(
+        "--config", "-c", required=True, help="what to prepare (YAML); see models/prepare-*.yaml"
+    )
+    p.add_argument("--data-dir", help="folder of the corpus files (replaces prepare.data_dir)")
+    p.add_argument("--workers", type=int, default=WORKERS, help="encoding processes")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start over in a folder holding a stale preparation (removes only what "
+        "nmt-prepare made there)",
+    )
+    args = p.parse_args(argv)
+    _setup_logging()
+    from nmt.prepare import PrepareError, load_prepare_run, prepare
+
+    try:
+        run = load_prepare_run(args.config, args.data_dir)
+        manifest = prepare(
+            run.prepare, run.tokenizer, run.output_dir, workers=args.workers, force=args.force
+        )
+    except (*_user_errors(), PrepareError) as e:
+        return _fail(e)
+    print(manifest.summary())
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
@@ -649,4 +684,5 @@ COMMANDS = {
     "vmap": vmap_main,
     "distill": distill_main,
     "pipeline": pipeline_main,
+    "prepare": prepare_main,
 }

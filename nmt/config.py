@@ -118,6 +118,9 @@ class DataConfig:
     max_tokens: int = 256
     min_tokens: int = 1
     max_ratio: float = 3.0
+    # A folder written by nmt-prepare: the training pairs, read from its memory-mapped
+    # shards (as prepared and filtered there) instead of `train`; dev and test as above.
+    prepared: str = ""
 
     def __post_init__(self) -> None:
         check(

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from nmt.config import RunConfig
+from nmt.config import ConfigError, DataConfig, RunConfig
 from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
 from nmt.datasets import split_paths
 from nmt.fileio import atomic_write_bytes
@@ -39,9 +39,12 @@ def run_tokenizer(config: RunConfig, run_dir: Path, parent: Parent | None = None
     local = run_dir / TOKENIZER_FILE
     if parent is not None:
         return _parent_tokenizer(parent, c.model, local)
-    if c.model:
-        tok = Tokenizer.from_file(c.model)
-        shutil.copyfile(c.model, local)
+    given = c.model or (
+        str(Path(config.data.prepared) / TOKENIZER_FILE) if config.data.prepared else ""
+    )
+    if given:
+        tok = Tokenizer.from_file(given)
+        shutil.copyfile(given, local)
         return tok
     if local.exists():
         return Tokenizer.from_file(local)
@@ -79,6 +82,25 @@ def run_data(config: RunConfig, tokenizer: Tokenizer) -> RunData:
         log.info(
             "data.max_tokens %d lowered to %d (model.max_positions - 1)", d.max_tokens, longest
         )
+    if d.prepared:
+        train = prepared_corpus(Path(d.prepared), tokenizer, longest)
+    else:
+        train = _encoded_train(d, tokenizer, longest)
+    valid_files = split_paths(d, d.valid)
+    vsrc, vtgt = read_parallel(*valid_files)
+    # The loss needs pairs the model can take; BLEU translates every line (truncated).
+    valid = encode_parallel(
+        vsrc, vtgt, tokenizer, min_tokens=0, max_tokens=longest, max_ratio=float("inf")
+    )
+    if valid.stats.kept < valid.stats.total:
+        log.warning("valid data (loss only): %s", valid.stats.summary())
+    if len(valid) == 0:
+        raise CorpusError(f"{valid_files[0]}: no validation pair left ({valid.stats.summary()})")
+    return RunData(train, valid, (vsrc, vtgt))
+
+
+def _encoded_train(d: DataConfig, tokenizer: Tokenizer, longest: int) -> EncodedCorpus:
+    """The training pairs of `data.train`, read and encoded in memory, filtered."""
     train_files = split_paths(d, d.train)
     src, tgt = read_parallel(*train_files)
     train = encode_parallel(
@@ -96,14 +118,31 @@ def run_data(config: RunConfig, tokenizer: Tokenizer) -> RunData:
             f"({train.stats.summary()}); check data.max_tokens, data.min_tokens and "
             "data.max_ratio"
         )
-    valid_files = split_paths(d, d.valid)
-    vsrc, vtgt = read_parallel(*valid_files)
-    # The loss needs pairs the model can take; BLEU translates every line (truncated).
-    valid = encode_parallel(
-        vsrc, vtgt, tokenizer, min_tokens=0, max_tokens=longest, max_ratio=float("inf")
-    )
-    if valid.stats.kept < valid.stats.total:
-        log.warning("valid data (loss only): %s", valid.stats.summary())
-    if len(valid) == 0:
-        raise CorpusError(f"{valid_files[0]}: no validation pair left ({valid.stats.summary()})")
-    return RunData(train, valid, (vsrc, vtgt))
+    return train
+
+
+def prepared_corpus(folder: Path, tokenizer: Tokenizer, longest: int):
+    """The training pairs nmt-prepare wrote to `folder`, memory-mapped (`nmt.shards`): only
+    their lengths are in memory. The folder must have been prepared with the run's
+    tokenizer and pairs the model can take."""
+    from nmt.manifest import load_manifest
+    from nmt.shards import ShardError
+
+    try:
+        manifest = load_manifest(folder)
+    except ShardError as e:
+        raise CorpusError(f"data.prepared: {e}") from None
+    if manifest.tokenizer.sha256 != tokenizer.sha256():
+        raise ConfigError(
+            f"data.prepared: {folder} was prepared with tokenizer {manifest.tokenizer.sha256[:12]}"
+            f", the run's is {tokenizer.sha256()[:12]} ({tokenizer.source}); leave "
+            f"tokenizer.model empty to use {folder / TOKENIZER_FILE}, or prepare again"
+        )
+    if manifest.filters.max_tokens > longest:
+        raise ConfigError(
+            f"data.prepared: {folder} keeps pairs of up to {manifest.filters.max_tokens} tokens, "
+            f"more than the model takes (model.max_positions - 1 = {longest}); prepare with "
+            "max_tokens <= that"
+        )
+    log.info("train data: prepared %s", manifest.summary())
+    return manifest.corpus()

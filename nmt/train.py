@@ -739,7 +739,9 @@ def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     otherwise); every rank needs the corpus, rank 0 alone the parent and the run folder,
     whose lock it takes."""
     with distributed.process_group(config.train.device):
-        for split in (config.data.train, config.data.valid):
+        for split in (
+            (config.data.valid,) if config.data.prepared else (config.data.train, config.data.valid)
+        ):
             for path in split_paths(config.data, split):
                 if not path.is_file():
                     raise CorpusError(f"{path}: file not found (data.{_split_key(config, split)})")
