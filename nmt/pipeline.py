@@ -179,6 +179,9 @@ class PipelineConfig:
     # Distil only from a teacher of at least this dev BLEU (0: no floor; see check_teacher).
     # An untrained or collapsed model scores 0-2, the quickstart's teacher 20-30.
     teacher_min_bleu: float = 10.0
+    # Processes per training stage: 1 trains in this process; N > 1 launches
+    # `torchrun --standalone --nproc_per_node N -m nmt train` (DDP: gloo on CPU, NCCL on GPUs)
+    nproc: int = 1
     share_tokenizer: bool = True  # students reuse the teacher's SentencePiece model
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportStage = field(default_factory=ExportStage)
@@ -189,6 +192,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         check(len(self.students) > 0, "students", "list at least one student")
         check(0 <= self.teacher_min_bleu <= 100, "teacher_min_bleu", "must be in [0, 100]")
+        check(self.nproc >= 1, "nproc", "must be >= 1")
         check(
             not self.zoo or self.export.teacher,
             "zoo",
@@ -319,7 +323,12 @@ def plan(c: PipelineConfig) -> list[Stage]:
     students = {s.name: student_run_config(c, s) for s in c.students}
     run_defaults = _json(RunConfig().to_dict())
     stages = [
-        Stage("teacher", _json(teacher.to_dict()), lambda: train_stage(teacher), run_defaults),
+        Stage(
+            "teacher",
+            _json(teacher.to_dict()),
+            lambda: train_stage(teacher, c.nproc),
+            run_defaults,
+        ),
         Stage(
             "distill",
             _json(
@@ -335,7 +344,7 @@ def plan(c: PipelineConfig) -> list[Stage]:
     ]
     finetuned = {f.name: finetune_run_config(c, f) for f in c.finetune}
     for name, run in (students | finetuned).items():
-        train = functools.partial(train_stage, run)
+        train = functools.partial(train_stage, run, c.nproc)
         stages.append(Stage(name, _json(run.to_dict()), train, run_defaults))
     models = ({c.teacher.name: teacher} if c.export.teacher else {}) | students | finetuned
     export_spec = _json({**asdict(c.export), "models": list(models)})
@@ -406,8 +415,9 @@ def stage_status(config: PipelineConfig) -> list[tuple[str, bool]]:
     return [(s.name, (root / "stages" / f"{s.name}.json").is_file()) for s in plan(config)]
 
 
-def train_stage(run: RunConfig) -> dict[str, Any]:
-    """Train, or resume a run that has a `last.pt` but no `summary.json`."""
+def train_stage(run: RunConfig, nproc: int = 1) -> dict[str, Any]:
+    """Train, or resume a run that has a `last.pt` but no `summary.json`; with `nproc` > 1
+    in that many processes under torchrun (`_launch`)."""
     from nmt.train import train
 
     run_dir = Path(run.run_dir)
@@ -418,9 +428,37 @@ def train_stage(run: RunConfig) -> dict[str, Any]:
         resume = (run_dir / "last.pt").is_file()
         if resume:
             log.info("%s: resuming from last.pt", run_dir)
-        with _own_log_handlers():
-            summary = train(run, resume=resume)
+        if nproc > 1:
+            summary = _launch(run, nproc, resume)
+        else:
+            with _own_log_handlers():
+                summary = train(run, resume=resume)
     return {k: v for k, v in summary.items() if k != "validations"}
+
+
+def _launch(run: RunConfig, nproc: int, resume: bool) -> dict[str, Any]:
+    """`torchrun --standalone --nproc_per_node N -m nmt train` on `run` (written to
+    RUN_DIR.launch.yaml beside the run folder, so the command can be repeated by hand); its
+    output goes to RUN_DIR.launch.log. A failure is a PipelineError naming the log."""
+    import subprocess
+    import sys
+
+    run_dir = Path(run.run_dir)
+    config = run_dir.parent / f"{run_dir.name}.launch.yaml"
+    output = run_dir.parent / f"{run_dir.name}.launch.log"
+    atomic_write_text(config, yaml.safe_dump(run.to_dict(), sort_keys=False))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={nproc}", "-m", "nmt", "train", "--config", str(config)]
+    command += ["--resume"] if resume else []
+    log.info("%s: training in %d processes: %s", run_dir, nproc, " ".join(command))
+    with open(output, "a", encoding="utf-8") as out:
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+    if done.returncode != 0:
+        raise PipelineError(
+            f"{run_dir}: training in {nproc} processes failed (exit {done.returncode}); "
+            f"see {output}; run the pipeline again to resume"
+        )
+    return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
 
 
 def distill_stage(c: PipelineConfig, teacher: RunConfig) -> dict[str, Any]:

@@ -362,3 +362,18 @@ def test_a_finetune_stage_starts_from_its_parent_and_joins_the_comparison(tmp_pa
     zoo = json.loads((out / "zoo" / "zoo.json").read_text())
     assert [(m["name"], m["data"]) for m in zoo["models"]][-1] == ("ft", "fine-tuned student")
     assert result.results["release"]["model"] == "student"  # only students are released
+
+
+def test_training_stages_in_several_processes(tmp_path):
+    """`nproc: 2`: the teacher trains under torchrun (DDP, gloo), its summary says so, and
+    the launch config beside the run folder repeats it by hand."""
+    config = load_pipeline_config(tiny_pipeline(tmp_path, bench=False), ["nproc=2"])
+    result = run_pipeline(config, until="teacher")
+    assert result.ran == ["teacher"]
+    out = Path(config.root)
+    summary = json.loads((out / "teacher" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 150
+    launched = load_run_config(out / "teacher.launch.yaml")
+    assert launched.run_dir == str(out / "teacher")
+    with pytest.raises(ConfigError, match="nproc: must be >= 1"):
+        load_pipeline_config(tmp_path / "pipeline.yaml", ["nproc=0"])
