@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nmt.config import ConfigError, DataConfig, RunConfig
 from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
@@ -28,9 +30,11 @@ TOKENIZER_FILE = "spm.model"
 
 @dataclass
 class RunData:
-    train: EncodedCorpus
+    train: EncodedCorpus  # or a memory-mapped ShardedCorpus (data.prepared)
     valid: EncodedCorpus
     valid_text: tuple[list[str], list[str]]  # dev sources and references, every line
+    # Prepared corpora mixed by weights: the batch stream's factory (Manifest.batches)
+    weighted: Callable[..., Any] | None = None
 
 
 def run_tokenizer(config: RunConfig, run_dir: Path, parent: Parent | None = None) -> Tokenizer:
@@ -82,8 +86,12 @@ def run_data(config: RunConfig, tokenizer: Tokenizer) -> RunData:
         log.info(
             "data.max_tokens %d lowered to %d (model.max_positions - 1)", d.max_tokens, longest
         )
+    weighted = None
     if d.prepared:
-        train = prepared_corpus(Path(d.prepared), tokenizer, longest)
+        manifest = prepared_manifest(Path(d.prepared), tokenizer, longest)
+        train = manifest.corpus()
+        if manifest.mixing == "weighted" and sum(c.weight > 0 for c in manifest.corpora) > 1:
+            weighted = manifest.batches
     else:
         train = _encoded_train(d, tokenizer, longest)
     valid_files = split_paths(d, d.valid)
@@ -96,7 +104,7 @@ def run_data(config: RunConfig, tokenizer: Tokenizer) -> RunData:
         log.warning("valid data (loss only): %s", valid.stats.summary())
     if len(valid) == 0:
         raise CorpusError(f"{valid_files[0]}: no validation pair left ({valid.stats.summary()})")
-    return RunData(train, valid, (vsrc, vtgt))
+    return RunData(train, valid, (vsrc, vtgt), weighted)
 
 
 def _encoded_train(d: DataConfig, tokenizer: Tokenizer, longest: int) -> EncodedCorpus:
@@ -121,10 +129,10 @@ def _encoded_train(d: DataConfig, tokenizer: Tokenizer, longest: int) -> Encoded
     return train
 
 
-def prepared_corpus(folder: Path, tokenizer: Tokenizer, longest: int):
-    """The training pairs nmt-prepare wrote to `folder`, memory-mapped (`nmt.shards`): only
-    their lengths are in memory. The folder must have been prepared with the run's
-    tokenizer and pairs the model can take."""
+def prepared_manifest(folder: Path, tokenizer: Tokenizer, longest: int):
+    """The manifest of the training pairs nmt-prepare wrote to `folder` (read memory-mapped
+    through `nmt.shards`). The folder must have been prepared with the run's tokenizer and
+    pairs the model can take."""
     from nmt.manifest import load_manifest
     from nmt.shards import ShardError
 
@@ -145,4 +153,4 @@ def prepared_corpus(folder: Path, tokenizer: Tokenizer, longest: int):
             "max_tokens <= that"
         )
     log.info("train data: prepared %s", manifest.summary())
-    return manifest.corpus()
+    return manifest

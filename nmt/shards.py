@@ -331,6 +331,12 @@ class ShardBatches:
     def __next__(self) -> tuple[torch.Tensor, ...]:
         return collate([self.corpus.pair(int(i)) for i in self.next_indices()])
 
+    def skip(self, n: int = 1) -> None:
+        """Pass over the next `n` batches without reading them (in a run of several
+        processes, the other processes take them)."""
+        for _ in range(n):
+            self.next_indices()
+
     def next_indices(self) -> np.ndarray:
         """The pair numbers (in the corpus) of the next batch."""
         while self.index >= len(self._batches):  # a window of empty shards has no batch

@@ -221,7 +221,7 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
         self.state = TrainState()
-        self.batches = EpochIterator(self.data.train, c.batch_tokens, c.seed)
+        self.batches = self._batch_stream()
         resume_state = distributed.on_main(self._resume_state)
         if resume_state is not None:
             self._restore(resume_state)
@@ -245,6 +245,15 @@ class Trainer:
         self.forward = torch.compile(module, dynamic=True) if c.compile else module
 
     # ---- setup -------------------------------------------------------------------------
+    def _batch_stream(self, position: dict[str, int] | None = None):
+        """The training batches from `position` (a checkpoint's `data`): token-bucketed
+        epochs over the corpus (`EpochIterator`), or, for prepared data mixed by weights,
+        window by window over the shards (`nmt.shards.ShardBatches`)."""
+        c, position = self.config.train, position or {}
+        if self.data.weighted is not None:
+            return self.data.weighted(c.batch_tokens, c.seed, **position)
+        return EpochIterator(self.data.train, c.batch_tokens, c.seed, **position)
+
     def _open_run(self) -> Tokenizer:
         """Rank 0 prepares the run folder and finds the run's tokenizer; the other ranks
         receive its model (they never touch the run folder, which need not be shared)."""
@@ -408,9 +417,7 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["train_state"])
         self._restore_rank(ckpt["rng"])
-        self.batches = EpochIterator(
-            self.data.train, self.config.train.batch_tokens, self.config.train.seed, **ckpt["data"]
-        )
+        self.batches = self._batch_stream(ckpt["data"])
         log.info(
             "resumed from %s at step %d (epoch %d, batch %d)",
             self.run_dir / "last.pt",

@@ -581,3 +581,32 @@ def test_nmt_train_reads_prepared_shards_as_it_reads_the_corpus(tmp_path):
                 f"tokenizer.model={other}",
             )
         )
+
+
+def test_nmt_train_mixes_prepared_corpora_by_weight_and_resumes_exactly(tmp_path):
+    """Two prepared corpora weighted 0.7/0.3: nmt-train draws its batches window by window
+    (ShardBatches); a run stopped half-way and resumed equals an uninterrupted one."""
+    from nmt.checkpoint import load_checkpoint
+    from nmt.train import train
+
+    from .test_train import toy_config, train_losses
+    from .toys import write_toy_corpus
+
+    corpus = write_toy_corpus(tmp_path / "toy")
+    train(toy_config(tmp_path / "tok", corpus, "train.max_steps=1"))  # its tokenizer
+    a = write_parallel(tmp_path / "data" / "a", random_pairs(60, 1))
+    b = write_parallel(tmp_path / "data" / "b", random_pairs(200, 2))
+    prepared = tmp_path / "prepared"
+    manifest = prepare(
+        config(("a", a, 0.7), ("b", b, 0.3)), tmp_path / "tok" / "spm.model", prepared
+    )
+    assert manifest.mixing == "weighted"
+    run = ("data.max_tokens=40", f"data.prepared={prepared}", "train.save_every=5")
+    train(toy_config(tmp_path / "full", corpus, *run, "train.max_steps=20"))
+    train(toy_config(tmp_path / "part", corpus, *run, "train.max_steps=10"))
+    train(toy_config(tmp_path / "part", corpus, *run, "train.max_steps=20"), resume=True)
+    assert train_losses(tmp_path / "part") == train_losses(tmp_path / "full")
+    x = load_checkpoint(tmp_path / "full" / "last.pt")
+    y = load_checkpoint(tmp_path / "part" / "last.pt")
+    assert set(x["data"]) == {"epoch", "window", "index"}  # the shard stream's position
+    assert all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"])
