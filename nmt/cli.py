@@ -642,7 +642,7 @@ def prepare_main(argv: list[str] | None = None) -> int:
         "an interrupted run: only the missing shards are made.",
     )
     p.add_argument(
-        "--config", "-c", required=True, help="what to prepare (YAML); see models/prepare-*.yaml"
+        "--config", "-c", required=True, help="what to prepare (YAML); see models/prepare/*.yaml"
     )
     p.add_argument("--data-dir", help="folder of the corpus files (replaces prepare.data_dir)")
     p.add_argument("--workers", type=int, default=WORKERS, help="encoding processes")

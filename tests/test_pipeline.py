@@ -34,12 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 # --- presets -------------------------------------------------------------------------------
 
 
-RUN_PRESETS = sorted(
-    p for p in (REPO / "models").glob("*.yaml") if not p.stem.startswith("prepare-")
-)
-
-
-@pytest.mark.parametrize("path", RUN_PRESETS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted((REPO / "models").glob("*.yaml")), ids=lambda p: p.stem)
 def test_model_presets_load(path):
     config = load_run_config(path)
     assert config.model.d_model % config.model.heads == 0

@@ -498,7 +498,7 @@ def test_config_errors_name_the_key():
 
 
 def test_the_example_config_loads():
-    run = load_prepare_run(ROOT / "models" / "prepare-multi30k-tatoeba.yaml")
+    run = load_prepare_run(ROOT / "models" / "prepare" / "multi30k-tatoeba.yaml")
     assert [(c.name, c.weight) for c in run.prepare.corpora] == [
         ("multi30k", 0.7),
         ("tatoeba", 0.3),
@@ -507,7 +507,7 @@ def test_the_example_config_loads():
     assert run.prepare.data_dir == "../shared/data"
     assert (
         load_prepare_run(
-            ROOT / "models" / "prepare-multi30k-tatoeba.yaml", data_dir="/d"
+            ROOT / "models" / "prepare" / "multi30k-tatoeba.yaml", data_dir="/d"
         ).prepare.data_dir
         == "/d"
     )
