@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -141,8 +141,8 @@ def gather_object(obj: Any) -> list[Any] | None:
 
 def on_main(fn: Callable[[], T]) -> T:
     """`fn()` run on rank 0 only, its result shared with every rank. An exception on rank 0
-    is raised on every rank (the others get a copy), so that no rank waits for a result that
-    will never come."""
+    is raised on every rank (the others get one of the same class and message), so that no
+    rank waits for a result that will never come."""
     if world_size() == 1:
         return fn()
     result, error = None, None
@@ -151,18 +151,23 @@ def on_main(fn: Callable[[], T]) -> T:
             result = fn()
         except Exception as e:
             error = e
-    result, shared_error = broadcast_object((result, error and _portable(error)))
+    described = error and (type(error).__module__, type(error).__qualname__, str(error))
+    result, described = broadcast_object((result, described))
     if error is not None:
         raise error
-    if shared_error is not None:
-        raise shared_error
+    if described is not None:
+        raise _rebuilt(*described)
     return result
 
 
-def _portable(error: Exception) -> Exception:
-    """`error`, or a RuntimeError saying what it was where it cannot travel by pickle."""
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:
-        return RuntimeError(f"rank 0 failed: {type(error).__name__}: {error}")
+def _rebuilt(module: str, name: str, message: str) -> Exception:
+    """An exception of rank 0's class (a built-in one or nmt's own) with its message; any
+    other class becomes a RuntimeError that names it."""
+    if module == "builtins" or module.startswith("nmt."):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            try:
+                return cls(message)
+            except Exception:
+                pass
+    return RuntimeError(f"rank 0 failed: {name}: {message}")
