@@ -727,6 +727,17 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def parse_kill(parser: argparse.ArgumentParser, spec: str) -> tuple[str, str, str, int]:
+    """`STAGE:PHASE:NAME:NTH` (`--kill`) as a targeted trial's stage and kill point."""
+    parts = spec.split(":")
+    if len(parts) != 4 or parts[0] not in ("train", "export", "distill"):
+        parser.error(f"--kill {spec!r}: expected STAGE:PHASE:NAME:NTH, STAGE train/export/distill")
+    stage, phase, name, nth = parts
+    if not nth.isdigit() or int(nth) < 1:
+        parser.error(f"--kill {spec!r}: NTH must be a positive whole number")
+    return stage, phase, name, int(nth)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["child"]:
@@ -736,19 +747,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-export-trials", type=int, default=2)
     p.add_argument("--random-distill-trials", type=int, default=3)
     p.add_argument("--targeted", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--kill",
+        action="append",
+        default=[],
+        metavar="STAGE:PHASE:NAME:NTH",
+        help="a targeted trial of your own (stage train, export or distill), e.g. "
+        "train:half-written:last.pt:3; given once or more, these replace the built-in ones",
+    )
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, help="keep the runs here (default: a temp folder)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = p.parse_args(argv)
+    targeted = {"train": TARGETED_TRAIN, "export": TARGETED_EXPORT, "distill": TARGETED_DISTILL}
+    if args.kill:
+        targeted = {stage: [] for stage in targeted}
+        for spec in args.kill:
+            stage, phase, name, nth = parse_kill(p, spec)
+            targeted[stage].append((phase, name, nth))
+    elif not args.targeted:
+        targeted = {stage: [] for stage in targeted}
     kinds = [("random", 2)] * args.random_trials
+    kinds += [("targeted", t) for t in targeted["train"]]
     export_kinds = [("random", None)] * args.random_export_trials
-    if args.targeted:
-        kinds += [("targeted", t) for t in TARGETED_TRAIN]
-        export_kinds += [("targeted", t) for t in TARGETED_EXPORT]
+    export_kinds += [("targeted", t) for t in targeted["export"]]
     distill_kinds = [("random", None)] * args.random_distill_trials
-    if args.targeted:
-        distill_kinds += [("targeted", t) for t in TARGETED_DISTILL]
+    distill_kinds += [("targeted", t) for t in targeted["distill"]]
     root = args.workdir or Path(tempfile.mkdtemp(prefix="crash_resume."))
     root.mkdir(parents=True, exist_ok=True)
     reference, ref_seconds, train_trials = run_train_trials(root, args.steps, kinds, args.seed)
