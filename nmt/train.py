@@ -43,17 +43,11 @@ from tqdm import tqdm
 
 from nmt import __version__, distributed
 from nmt.batching import EpochIterator
-from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.config import ConfigError, RunConfig, replace
 from nmt.data import CorpusError
 from nmt.datasets import split_paths
 from nmt.decoding import cap_threads
-from nmt.fileio import (
-    FolderLock,
-    atomic_torch_save,
-    atomic_write_text,
-    remove_stale_temporaries,
-)
+from nmt.fileio import FolderLock, atomic_write_text, remove_stale_temporaries
 from nmt.finetune import (
     Parent,
     apply_freezing,
@@ -64,6 +58,7 @@ from nmt.finetune import (
 )
 from nmt.machine import describe_cpu, hardware
 from nmt.model import Transformer
+from nmt.run_checkpoints import RunCheckpoints
 from nmt.run_data import run_data, run_tokenizer
 from nmt.runlog import RunLog
 from nmt.sampling import first_pass, mix_inputs, mixing_probability
@@ -220,6 +215,9 @@ class Trainer:
             self.optimizer, lr_schedule(c.lr_schedule, c.warmup_steps, c.max_steps)
         )
         self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+        self.checkpoints = RunCheckpoints(
+            self.run_dir, config.to_dict(), self.tokenizer, self.parent, c.keep_last
+        )
         self.state = TrainState()
         self.batches = self._batch_stream()
         resume_state = distributed.on_main(self._resume_state)
@@ -300,36 +298,6 @@ class Trainer:
         return f"; {' and '.join(frozen)} frozen for {span}"
 
     # ---- checkpoints -------------------------------------------------------------------
-    def _run_checkpoint(self, averaged: dict[str, Any]) -> str:
-        """The run's model: the averaged one, unless it does worse on dev than best.pt, by
-        the measure best.pt was chosen by (BLEU, else loss): snapshots taken while the
-        model still improved fast average to a worse model."""
-        s = self.state
-        if "valid_bleu" in averaged:
-            worse, measure = averaged["valid_bleu"] < s.best_bleu, "BLEU"
-            ours, best = averaged["valid_bleu"], s.best_bleu
-        else:
-            worse, measure = averaged["valid_loss"] > s.best_loss, "loss"
-            ours, best = averaged["valid_loss"], s.best_loss
-        if worse and (self.run_dir / "best.pt").is_file():
-            log.warning(
-                "the averaged model's dev %s is %.4g, worse than best.pt's %.4g: best.pt is "
-                "the run's model (summary.json: checkpoint)",
-                measure,
-                ours,
-                best,
-            )
-            return "best.pt"
-        return "averaged.pt"
-
-    def _meta(self) -> dict[str, Any]:
-        return {
-            "tokenizer_model": self.tokenizer.model_proto,
-            "step": self.state.step,
-            "torch_version": str(torch.__version__),
-            **({"parent": self.parent.provenance()} if self.parent is not None else {}),
-        }
-
     def save(self, snapshot: bool = True) -> None:
         """Write `checkpoints/step_N.pt` (unless `snapshot` is false: a stop between saving
         steps must not change which snapshots get averaged), then `last.pt`; a failed write
@@ -337,18 +305,7 @@ class Trainer:
         `last.pt` intact. Every rank calls it: rank 0 writes, with every rank's RNG state
         and log window, while the others wait (and share its error)."""
         ranks = distributed.gather_object(self._rank_state())
-
-        def write() -> None:
-            try:
-                self._save(snapshot, ranks)
-            except OSError as e:
-                raise CheckpointError(
-                    f"{e.filename or self.run_dir}: cannot write checkpoint "
-                    f"({e.strerror or e}); {self.run_dir / 'last.pt'} holds the previous "
-                    "checkpoint: make room, then continue with --resume"
-                ) from e
-
-        distributed.on_main(write)
+        distributed.on_main(lambda: self._save(snapshot, ranks))
 
     def _rank_state(self) -> dict[str, Any]:
         """What a resume needs of this rank besides the shared state: RNG and log window."""
@@ -359,7 +316,7 @@ class Trainer:
         return {"rng": rng, "window": [float(loss), float(nll), int(tokens)]}
 
     def _save(self, snapshot: bool, ranks: list[dict[str, Any]]) -> None:
-        s, step = self.state, self.state.step
+        s = self.state
         windows = [r["window"] for r in ranks]
         s.window_loss, s.window_nll, s.window_tokens = (
             sum(column) for column in zip(*windows, strict=True)
@@ -368,45 +325,22 @@ class Trainer:
         rng = dict(ranks[0]["rng"])
         if len(ranks) > 1:
             rng["per_rank"] = [r["rng"] for r in ranks]
-        if snapshot:
-            save_checkpoint(
-                self.run_dir / "checkpoints" / f"step_{step}.pt",
-                self.model,
-                self.config.to_dict(),
-                self.tokenizer.sha256(),
-                **self._meta(),
-            )
-        save_checkpoint(
-            self.run_dir / "last.pt",
+        self.checkpoints.save(
             self.model,
-            self.config.to_dict(),
-            self.tokenizer.sha256(),
-            **self._meta(),
+            s.step,
+            snapshot,
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict(),
             rng=rng,
             data=self.batches.state(),
-            train_state=asdict(self.state),
+            train_state=asdict(s),
         )
-        snapshots = sorted(
-            (self.run_dir / "checkpoints").glob("step_*.pt"),
-            key=lambda p: int(p.stem.split("_")[1]),
-        )
-        for old in snapshots[: -self.config.train.keep_last or None]:
-            old.unlink(missing_ok=True)
 
     def _resume_state(self) -> dict[str, Any] | None:
         """Rank 0: `last.pt` to continue from (None for a new run), with `log.jsonl` trimmed
         back to its step."""
-        path = self.run_dir / "last.pt"
-        ckpt = load_checkpoint(path) if self.resume and path.exists() else None
-        if ckpt is not None:
-            missing = [
-                k for k in ("optimizer", "scheduler", "data", "train_state") if k not in ckpt
-            ]
-            if missing:
-                raise CheckpointError(f"{path}: not a resume state (no {', '.join(missing)})")
+        ckpt = self.checkpoints.resume_state() if self.resume else None
         self.run_log.trim(ckpt["train_state"]["step"] if ckpt is not None else 0)
         return ckpt
 
@@ -538,14 +472,7 @@ class Trainer:
         if improved:
             s.best_bleu = max(s.best_bleu, result.get("valid_bleu", -1.0))
             s.bad_validations = 0
-            save_checkpoint(
-                self.run_dir / "best.pt",
-                self.model,
-                self.config.to_dict(),
-                self.tokenizer.sha256(),
-                **self._meta(),
-                validation=result,
-            )
+            self.checkpoints.save_best(self.model, s.step, result)
         else:
             s.bad_validations += 1
         log.info(
@@ -720,19 +647,14 @@ class Trainer:
             summary["parent"] = self.parent.provenance()
             summary["frozen_parameters"] = sum(p.numel() for p in frozen_parameters(self.model, c))
         if c.average_last > 1:
-            snapshots = sorted(
-                (self.run_dir / "checkpoints").glob("step_*.pt"),
-                key=lambda p: int(p.stem.split("_")[1]),
-            )[-c.average_last :]
-            averaged = average_checkpoints(snapshots)
-            atomic_torch_save(averaged, self.run_dir / "averaged.pt")
+            averaged, snapshots = self.checkpoints.average(c.average_last)
             self.model.load_state_dict(averaged["model"])
             result = self.validate()
             result["averaged_from"] = [p.name for p in snapshots]
             self.run_log.append({"type": "valid_averaged", **result})
             summary["averaged"] = result
             log.info("averaged %d checkpoints: %s", len(snapshots), result)
-            summary["checkpoint"] = self._run_checkpoint(result)
+            summary["checkpoint"] = self.checkpoints.choose(result, s.best_bleu, s.best_loss)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
