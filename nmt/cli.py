@@ -11,6 +11,12 @@ from pathlib import Path
 
 from nmt import __version__
 
+# One meaning for every command's --data-dir: the data root, as ../shared/data is.
+DATA_DIR_HELP = (
+    "data root: a registered dataset's files are found in DIR/NAME/ (or DIR/), other "
+    "relative corpus paths under DIR (default $NMT_DATA_DIR, else the download cache)"
+)
+
 
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
@@ -66,7 +72,7 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in run_dir from its last checkpoint"
     )
-    p.add_argument("--data-dir", help="folder holding the dataset files (or $NMT_DATA_DIR)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--version", action="version", version=f"nmt {__version__}")
     args = p.parse_args(argv)
     if not args.config and not args.overrides:
@@ -388,7 +394,7 @@ def bench_main(argv: list[str] | None = None) -> int:
         help="override a grid value, e.g. repeats=5 or grid.threads=[1,2] (repeatable)",
     )
     p.add_argument("--device", choices=["cpu", "cuda"], help="measure on this device only")
-    p.add_argument("--data-dir", help="folder holding the test sets (or $NMT_DATA_DIR)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--only", metavar="TEXT", help="only the cells whose id contains TEXT")
     p.add_argument("--force", action="store_true", help="measure again cells already measured")
     p.add_argument("--compare", metavar="OLD.jsonl", help="show what got faster or slower")
@@ -435,7 +441,7 @@ def vmap_main(argv: list[str] | None = None) -> int:
     p.add_argument("--src", help="source side of a parallel corpus")
     p.add_argument("--tgt", help="target side, line-aligned with --src")
     p.add_argument("--data", choices=sorted(DATASETS), help="a registered dataset instead")
-    p.add_argument("--data-dir", help="folder holding the dataset files (or $NMT_DATA_DIR)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--split", default="train", help="with --data: which files (default train)")
     p.add_argument("--src-lang", default="en")
     p.add_argument("--tgt-lang", default="de")
@@ -508,9 +514,7 @@ def distill_main(argv: list[str] | None = None) -> int:
         required=True,
         help=f"registered dataset ({', '.join(DATASETS)}) or a folder of TRAIN.SRC/TRAIN.TGT files",
     )
-    p.add_argument(
-        "--data-dir", default="", help="folder holding the dataset files (or $NMT_DATA_DIR)"
-    )
+    p.add_argument("--data-dir", default="", help=DATA_DIR_HELP)
     p.add_argument("--output", "-o", required=True, help="distilled dataset folder to write")
     p.add_argument("--beam", type=int, default=DistillConfig.beam_size, help="teacher beam size")
     p.add_argument(
@@ -605,7 +609,7 @@ def pipeline_main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override a pipeline value, e.g. distill.workers=1 or root=runs/x (repeatable)",
     )
-    p.add_argument("--data-dir", help="folder holding the dataset files (or $NMT_DATA_DIR)")
+    p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--until", metavar="STAGE", help="stop after this stage (names: --list)")
     p.add_argument("--list", action="store_true", help="print the stages and which are done")
     args = p.parse_args(argv)
@@ -644,7 +648,10 @@ def prepare_main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--config", "-c", required=True, help="what to prepare (YAML); see models/prepare/*.yaml"
     )
-    p.add_argument("--data-dir", help="folder of the corpus files (replaces prepare.data_dir)")
+    p.add_argument(
+        "--data-dir",
+        help="data root: relative corpus paths are found under DIR (replaces prepare.data_dir)",
+    )
     p.add_argument("--workers", type=int, default=WORKERS, help="encoding processes")
     p.add_argument(
         "--force",
