@@ -9,12 +9,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nmt.backends.pytorch import TorchTranslator
 from nmt.batching import collate, make_batches
 from nmt.data import EncodedCorpus
 from nmt.model import Transformer
 from nmt.scoring import score
 from nmt.tokenizer import Tokenizer
-from nmt.translate import TorchTranslator
 from nmt.vocab import PAD
 
 

@@ -20,10 +20,9 @@ from nmt.bench.pareto import pareto_front
 from nmt.bench.records import append_record, latest, measured, read_records
 from nmt.bench.report import write_report
 from nmt.bench.runner import bench
-from nmt.checkpoint import load_checkpoint
+from nmt.checkpoint import find_checkpoint, load_checkpoint
 from nmt.config import ConfigError
 from nmt.train import train
-from nmt.translate import find_checkpoint
 
 from .conftest import TOY_PAIRS
 from .test_train import toy_config

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import nmt.backends.pytorch
 import nmt.decoding
 import nmt.translate
 from nmt.bench.grid import Decoding as BenchDecoding
@@ -262,7 +263,7 @@ def test_cli_out_of_memory_at_load_is_one_line(models, monkeypatch, capsys):
     def out_of_memory(state):
         raise MemoryError
 
-    monkeypatch.setattr(nmt.translate, "model_from_checkpoint", out_of_memory)
+    monkeypatch.setattr(nmt.backends.pytorch, "model_from_checkpoint", out_of_memory)
     assert translate_main(["-m", str(models["pytorch"])]) == 2
     line = one_line(capsys)
     assert line.startswith(f"error: {models['pytorch']}: out of memory loading the model")

@@ -26,7 +26,7 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 
 from nmt.backends.ct2 import CT2Translator, is_ct2_export, load_ct2  # noqa: E402
 from nmt.batching import pad_sources  # noqa: E402
-from nmt.checkpoint import load_checkpoint  # noqa: E402
+from nmt.checkpoint import find_checkpoint, load_checkpoint  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
 from nmt.export import ct2 as export_module  # noqa: E402
 from nmt.export.ct2 import (  # noqa: E402
@@ -38,7 +38,7 @@ from nmt.export.ct2 import (  # noqa: E402
 from nmt.model import Transformer  # noqa: E402
 from nmt.search import SearchOptions, greedy_search  # noqa: E402
 from nmt.train import train  # noqa: E402
-from nmt.translate import find_checkpoint, load  # noqa: E402
+from nmt.translate import load  # noqa: E402
 from nmt.vocab import BOS, EOS, PAD  # noqa: E402
 
 from .test_train import toy_config  # noqa: E402

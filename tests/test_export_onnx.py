@@ -19,7 +19,7 @@ pytest.importorskip("onnx")
 
 from nmt.backends.onnx import OnnxTranslator, is_onnx_export, load_onnx  # noqa: E402
 from nmt.batching import pad_sources  # noqa: E402
-from nmt.checkpoint import load_checkpoint  # noqa: E402
+from nmt.checkpoint import find_checkpoint, load_checkpoint  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
 from nmt.export.onnx import (  # noqa: E402
     DECODER_FILE,
@@ -35,7 +35,7 @@ from nmt.fileio import file_sha256  # noqa: E402
 from nmt.model import Transformer  # noqa: E402
 from nmt.search import SearchOptions, search  # noqa: E402
 from nmt.train import train  # noqa: E402
-from nmt.translate import find_checkpoint, load  # noqa: E402
+from nmt.translate import load  # noqa: E402
 from nmt.vocab import EOS  # noqa: E402
 
 from .test_train import toy_config  # noqa: E402

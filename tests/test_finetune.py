@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from nmt.backends.pytorch import TorchTranslator
 from nmt.checkpoint import find_checkpoint, load_checkpoint
 from nmt.cli import train_main
 from nmt.config import ConfigError, TokenizerConfig, TrainConfig
@@ -14,7 +15,7 @@ from nmt.fileio import file_sha256
 from nmt.finetune import apply_freezing, frozen_parameters
 from nmt.tokenizer import train_tokenizer
 from nmt.train import Trainer, train
-from nmt.translate import TorchTranslator, load
+from nmt.translate import load
 
 from .conftest import TOY_PAIRS
 from .test_train import toy_config

@@ -6,11 +6,11 @@ import signal
 import pytest
 import torch
 
-from nmt.checkpoint import load_checkpoint
+from nmt.checkpoint import find_checkpoint, load_checkpoint
 from nmt.cli import translate_main
 from nmt.config import ConfigError, load_run_config
 from nmt.train import Trainer, TrainingStopped, train
-from nmt.translate import find_checkpoint, load
+from nmt.translate import load
 
 from .conftest import TOY_PAIRS
 

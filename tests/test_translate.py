@@ -30,3 +30,31 @@ def test_output_that_is_the_input_is_refused(checkpoint, tmp_path, capsys):
     out = tmp_path / "out.txt"
     assert translate_main(["-m", str(checkpoint), "-i", str(text), "-o", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "ct2", "onnx"])
+def test_every_backend_translates_with_the_protocols_options_and_decodings_defaults(backend):
+    """One `translate()` contract (`nmt.backends.base.Translator`): the same options, in
+    the same order, with `nmt.decoding.Decoding`'s defaults; a backend may add its own after."""
+    import dataclasses
+    import importlib
+    import inspect
+
+    from nmt.backends.base import SearchTranslator, Translator
+    from nmt.decoding import Decoding
+
+    pytest.importorskip({"pytorch": "torch", "ct2": "ctranslate2", "onnx": "onnxruntime"}[backend])
+    module = importlib.import_module(f"nmt.backends.{backend}")
+    translator = {
+        "pytorch": "TorchTranslator",
+        "ct2": "CT2Translator",
+        "onnx": "OnnxTranslator",
+    }[backend]
+    cls = getattr(module, translator)
+    assert cls.backend  # named for logs, benchmarks and provenance
+    contract = list(inspect.signature(Translator.translate).parameters)
+    params = inspect.signature(cls.translate).parameters
+    assert list(params)[: len(contract)] == contract
+    for field in dataclasses.fields(Decoding):
+        assert params[field.name].default == field.default, field.name
+    assert issubclass(cls, SearchTranslator) == (backend != "ct2")  # one search for the rest

@@ -20,6 +20,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from nmt.backends.base import SearchTranslator
 from nmt.decoding import cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
 from nmt.export.folder import (
     DECODER_FILE,
@@ -32,7 +33,6 @@ from nmt.export.folder import (
 )
 from nmt.export.folder import is_onnx_export as is_onnx_export  # the recogniser, engine-free
 from nmt.tokenizer import Tokenizer
-from nmt.translate import SearchTranslator
 from nmt.vocab import PAD
 
 log = logging.getLogger(__name__)

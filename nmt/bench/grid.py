@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nmt.checkpoint import find_checkpoint
 from nmt.config import ConfigError, apply_overrides, check, check_name, from_dict, load_yaml
 from nmt.datasets import DATASETS, get_file
 from nmt.decoding import check_option, check_threads
 from nmt.search import SearchOptions
-from nmt.translate import BACKENDS, find_checkpoint
+from nmt.translate import BACKENDS
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,83 @@
+"""What every translator offers (`Translator`), and the one implementation of it over
+`nmt.search` (`SearchTranslator`) that the PyTorch, ensemble and ONNX backends share.
+
+A backend is a module of `nmt.backends` with a translator class and a loader registered in
+`nmt.translate.BACKENDS`: `pytorch` (a run folder, checkpoint or weights folder; several of
+one tokenizer make an ensemble), `ct2` (a CTranslate2 export, its own decoder) and `onnx`
+(ONNX Runtime graphs behind `Transformer`'s decoding interface, so `nmt.search` decodes).
+Output is always line-aligned with input: an empty or whitespace-only line translates to an
+empty line without reaching the model; an over-long line is truncated with a warning.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from nmt.batching import pad_sources, token_batches
+from nmt.decoding import Decoding
+from nmt.inputs import encode_nonblank
+from nmt.model import Transformer
+from nmt.search import SearchOptions, search
+from nmt.tokenizer import Tokenizer
+from nmt.vocab import EOS
+
+
+class Translator(Protocol):
+    """A loaded model: `translate` takes `nmt.decoding.Decoding`'s options and returns one
+    output line per input line; `backend` names the engine, `source` the loaded file."""
+
+    backend: str
+    source: str
+    tokenizer: Tokenizer
+
+    def translate(
+        self,
+        lines: list[str],
+        beam_size: int = ...,
+        max_batch_tokens: int = ...,
+        length_penalty: float = ...,
+        max_len_a: float = ...,
+        max_len_b: int = ...,
+        min_len: int = ...,
+    ) -> list[str]: ...
+
+
+class SearchTranslator:
+    """Text in, text out over a model with `Transformer`'s decoding interface (`config`,
+    `init_state`, `decode_step`): a PyTorch model, an ensemble, or ONNX Runtime graphs
+    behind that interface; decoding is `nmt.search`'s, the same for all of them. A subclass
+    sets `model`, `tokenizer`, `max_input` (source tokens, EOS included) and `input_device`
+    (where the source batches go)."""
+
+    backend = ""
+    model: Transformer
+    tokenizer: Tokenizer
+    max_input: int
+    input_device: torch.device = torch.device("cpu")
+
+    def translate(
+        self,
+        lines: list[str],
+        beam_size: int = Decoding.beam_size,
+        max_batch_tokens: int = Decoding.max_batch_tokens,
+        length_penalty: float = Decoding.length_penalty,
+        max_len_a: float = Decoding.max_len_a,
+        max_len_b: int = Decoding.max_len_b,
+        min_len: int = Decoding.min_len,
+    ) -> list[str]:
+        """Translate `lines`; empty or whitespace-only lines give "" without reaching the
+        model."""
+        # A ConfigError naming the option for an impossible value, before any work.
+        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
+        opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
+        outputs = [""] * len(lines)
+        todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
+        ids = [seq + [EOS] for seq in ids]
+        for batch in token_batches([len(s) for s in ids], max_batch_tokens):
+            src = pad_sources([ids[k] for k in batch]).to(self.input_device)
+            hyps = search(self.model, src, opts)
+            for k, text in zip(batch, self.tokenizer.decode(hyps), strict=True):
+                outputs[todo[k]] = text
+        return outputs
