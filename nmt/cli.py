@@ -40,6 +40,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from nmt.datasets import DatasetError
     from nmt.export.folder import ExportError
     from nmt.fileio import FolderBusyError
+    from nmt.prepare import PrepareError
 
     # OSError: a missing or unreadable file, a full disk (the message names the file).
     return (
@@ -49,6 +50,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         DatasetError,
         CheckpointError,
         ExportError,
+        PrepareError,
         OSError,
         ValueError,
     )
@@ -661,14 +663,14 @@ def prepare_main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     _setup_logging()
-    from nmt.prepare import PrepareError, load_prepare_run, prepare
+    from nmt.prepare import load_prepare_run, prepare
 
     try:
         run = load_prepare_run(args.config, args.data_dir)
         manifest = prepare(
             run.prepare, run.tokenizer, run.output_dir, workers=args.workers, force=args.force
         )
-    except (*_user_errors(), PrepareError) as e:
+    except _user_errors() as e:
         return _fail(e)
     print(manifest.summary())
     return 0

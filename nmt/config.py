@@ -120,6 +120,8 @@ class DataConfig:
     max_ratio: float = 3.0
     # A folder written by nmt-prepare: the training pairs, read from its memory-mapped
     # shards (as prepared and filtered there) instead of `train`; dev and test as above.
+    # Or an nmt-prepare config (.yaml/.yml): its output folder, prepared first when it is
+    # missing, incomplete or stale.
     prepared: str = ""
 
     def __post_init__(self) -> None:

@@ -126,6 +126,29 @@ def prepare(
         return _prepare(config, tokenizer, corpora, out, workers, force, given)
 
 
+def ensure_prepared(
+    config_path: str | Path, data_dir: str | None = None, *, workers: int = WORKERS
+) -> Path:
+    """The output folder of the `nmt-prepare` config at `config_path`, prepared first when
+    it is missing or incomplete (an interrupted run resumes) or stale (a source, the
+    tokenizer or a setting changed: prepared again, which replaces only what nmt-prepare
+    made there). `data_dir` replaces the config's `prepare.data_dir`. nmt-train calls this
+    when `data.prepared` names a YAML file."""
+    run = load_prepare_run(config_path, data_dir)
+    out = Path(run.output_dir)
+    why = check_prepared(run.prepare, run.tokenizer, out)
+    if why is not None:
+        log.info("%s; preparing it (%s)", why, config_path)
+        prepare(
+            run.prepare,
+            run.tokenizer,
+            out,
+            workers=workers,
+            force=why.startswith(f"{out}: stale:"),
+        )
+    return out
+
+
 def check_prepared(
     config: PrepareConfig,
     tokenizer: Tokenizer | TokenizerConfig | str | Path,

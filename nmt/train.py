@@ -668,6 +668,8 @@ def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
     otherwise); every rank needs the corpus, rank 0 alone the parent and the run folder,
     whose lock it takes."""
     with distributed.process_group(config.train.device):
+        if config.data.prepared.endswith((".yaml", ".yml")):
+            config = _prepared_first(config)
         for split in (
             (config.data.valid,) if config.data.prepared else (config.data.train, config.data.valid)
         ):
@@ -679,6 +681,17 @@ def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             parent_checkpoint(config.train.init_from)
         with FolderLock(config.run_dir, "nmt-train") if main else contextlib.nullcontext():
             return Trainer(config, resume=resume).run()
+
+
+def _prepared_first(config: RunConfig) -> RunConfig:
+    """`data.prepared` naming an nmt-prepare config: rank 0 prepares its folder when it is
+    missing or stale (the others wait), and the run reads that folder."""
+    from nmt.prepare import ensure_prepared
+
+    folder = distributed.on_main(
+        lambda: str(ensure_prepared(config.data.prepared, config.data.data_dir or None))
+    )
+    return replace(config, data=replace(config.data, prepared=folder))
 
 
 def _split_key(config: RunConfig, split: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import logging
 import random
 from collections import Counter
 from pathlib import Path
@@ -610,3 +611,45 @@ def test_nmt_train_mixes_prepared_corpora_by_weight_and_resumes_exactly(tmp_path
     y = load_checkpoint(tmp_path / "part" / "last.pt")
     assert set(x["data"]) == {"epoch", "window", "index"}  # the shard stream's position
     assert all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"])
+
+
+def test_nmt_train_prepares_a_missing_or_stale_folder_itself(tmp_path, caplog):
+    """`data.prepared: PREPARE.yaml`: nmt-train runs nmt-prepare first when its folder is
+    missing or stale, and uses it as it is when it is up to date."""
+    from nmt.cli import train_main
+    from nmt.train import train
+
+    from .test_train import toy_config, toy_overrides
+    from .toys import write_toy_corpus
+
+    corpus = write_toy_corpus(tmp_path / "toy")
+    train(toy_config(tmp_path / "tok", corpus, "train.max_steps=1"))  # its tokenizer
+    source = write_parallel(tmp_path / "data" / "a", random_pairs(60, 1))
+    yaml_path = tmp_path / "prepare.yaml"
+    yaml_path.write_text(
+        f"output_dir: {tmp_path / 'prepared'}\n"
+        f"tokenizer:\n  model: {tmp_path / 'tok' / 'spm.model'}\n"
+        f"prepare:\n  max_tokens: 40\n  corpora:\n    - {{name: a, path: {source}}}\n"
+    )
+    run = ("data.max_tokens=40", f"data.prepared={yaml_path}", "train.max_steps=2")
+    with caplog.at_level(logging.INFO, logger="nmt.prepare"):
+        summary = train(toy_config(tmp_path / "first", corpus, *run))
+    assert "not prepared" in caplog.text and summary["steps"] == 2
+    assert (tmp_path / "prepared" / "manifest.json").is_file()
+    made = shard_files(tmp_path / "prepared")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nmt.prepare"):
+        train(toy_config(tmp_path / "second", corpus, *run))
+    assert "preparing" not in caplog.text  # up to date: used as it is
+    assert shard_files(tmp_path / "prepared") == made
+
+    write_parallel(source, random_pairs(50, 3))  # the source changes: stale
+    with caplog.at_level(logging.INFO, logger="nmt.prepare"):
+        train(toy_config(tmp_path / "third", corpus, *run))
+    assert "stale" in caplog.text and shard_files(tmp_path / "prepared") != made
+    assert manifest_json(tmp_path / "prepared")["corpora"][0]["lines"] == 50
+
+    yaml_path.write_text(yaml_path.read_text().replace("max_tokens", "max_token"))
+    overrides = toy_overrides(tmp_path / "fourth", corpus, *run)
+    assert train_main([x for o in overrides for x in ("--set", o)]) == 2
+    assert not (tmp_path / "fourth" / "last.pt").exists()
