@@ -90,7 +90,10 @@ def run_data(config: RunConfig, tokenizer: Tokenizer) -> RunData:
     if d.prepared:
         manifest = prepared_manifest(Path(d.prepared), tokenizer, longest)
         train = manifest.corpus()
-        if manifest.mixing == "weighted" and sum(c.weight > 0 for c in manifest.corpora) > 1:
+        # weighted (the default): streamed a window of shards at a time, so memory stays
+        # flat with corpus size; concat: every pair once an epoch, batched over the whole
+        # corpus exactly as in memory (16 bytes a pair held).
+        if manifest.mixing == "weighted":
             weighted = manifest.batches
     else:
         train = _encoded_train(d, tokenizer, longest)

@@ -653,3 +653,25 @@ def test_nmt_train_prepares_a_missing_or_stale_folder_itself(tmp_path, caplog):
     overrides = toy_overrides(tmp_path / "fourth", corpus, *run)
     assert train_main([x for o in overrides for x in ("--set", o)]) == 2
     assert not (tmp_path / "fourth" / "last.pt").exists()
+
+
+def test_one_weighted_corpus_is_streamed_a_window_at_a_time(tmp_path):
+    """`mixing: weighted` (the default) streams even one corpus through ShardBatches (flat
+    memory, benchmarks/results/scale); `concat` batches over the whole corpus."""
+    from nmt.checkpoint import load_checkpoint
+    from nmt.train import train
+
+    from .test_train import toy_config
+    from .toys import write_toy_corpus
+
+    corpus = write_toy_corpus(tmp_path / "toy")
+    train(toy_config(tmp_path / "tok", corpus, "train.max_steps=1"))  # its tokenizer
+    source = write_parallel(tmp_path / "data" / "a", random_pairs(60, 1))
+    for mixing in ("weighted", "concat"):
+        out = tmp_path / f"prepared-{mixing}"
+        prepare(config(("a", source, 1.0), mixing=mixing), tmp_path / "tok" / "spm.model", out)
+        run = ("data.max_tokens=40", f"data.prepared={out}", "train.max_steps=3")
+        train(toy_config(tmp_path / mixing, corpus, *run))
+        position = load_checkpoint(tmp_path / mixing / "last.pt")["data"]
+        streamed = set(position) == {"epoch", "window", "index"}
+        assert streamed == (mixing == "weighted"), (mixing, position)

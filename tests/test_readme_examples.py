@@ -4,9 +4,10 @@ The README's shell and Python blocks are read from the file itself and run one a
 other in a sandbox that looks like a fresh checkout (`pipelines/` and `models/` of this
 repository, `../shared/data` beside it holding a toy Multi30k), so an example that names a
 path the quick start does not make, an option that is gone or an API that changed fails
-here. Only two things differ from a user's run: the set-up lines (venv, pip) and the test
-command itself are not run, and the commands that train get `--set` overrides that shrink
-the models and budgets (SHRINK below) so the whole README runs in about a minute.
+here. Only two things differ from a user's run: the set-up lines (venv, pip), the test
+command itself and ```text blocks (commands for several machines) are not run, and the
+commands that train get `--set` overrides that shrink the models and budgets (SHRINK below)
+so the whole README runs in about a minute.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ FINETUNE = [  # the parent fixes the shape: only the budget shrinks
 SHRINK = {
     "nmt-pipeline pipelines/quickstart.yaml": PIPELINE,
     "nmt-train --config models/multi30k-small.yaml": TINY_RUN,
+    "torchrun --standalone --nproc_per_node 2 -m nmt train": TINY_RUN,
     "nmt-train --config models/finetune-tatoeba.yaml": FINETUNE,
 }
 # Examples not run here, and why; each must still be in the README.
