@@ -9,6 +9,7 @@ provide as well.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,33 @@ def pad_sources(seqs: list[list[int]]) -> torch.Tensor:
     return out
 
 
-class EpochIterator:
+class BatchStream:
+    """What the trainer draws from: endless collated batches of `corpus` (anything with
+    `pair(i)`), whose pair indices a subclass gives by `next_indices()`, with a resumable
+    position `state()`. `EpochIterator` here, `nmt.shards.ShardBatches` for shards."""
+
+    corpus: Any
+
+    def next_indices(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        return self
+
+    def __next__(self) -> tuple[torch.Tensor, ...]:
+        return collate([self.corpus.pair(int(i)) for i in self.next_indices()])
+
+    def skip(self, n: int = 1) -> None:
+        """Pass over the next `n` batches without reading them (in a run of several
+        processes, the other processes take them)."""
+        for _ in range(n):
+            self.next_indices()
+
+
+class EpochIterator(BatchStream):
     """Endless stream of training batches with a resumable position (epoch, index)."""
 
     def __init__(self, corpus, max_tokens: int, seed: int, epoch: int = 0, index: int = 0):
@@ -95,19 +122,7 @@ class EpochIterator:
     def state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "index": self.index}
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, ...]:
-        return collate([self.corpus.pair(int(i)) for i in self._advance()])
-
-    def skip(self, n: int = 1) -> None:
-        """Pass over the next `n` batches without reading them (in a run of several
-        processes, the other processes take them)."""
-        for _ in range(n):
-            self._advance()
-
-    def _advance(self) -> np.ndarray:
+    def next_indices(self) -> np.ndarray:
         """The next batch's pair indices; the position moves on (into the next epoch too)."""
         if self.index >= len(self._batches):
             self.epoch, self.index = self.epoch + 1, 0

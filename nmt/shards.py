@@ -36,15 +36,13 @@ import bisect
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from nmt.batching import collate, make_batches
+from nmt.batching import BatchStream, make_batches
 from nmt.data import CorpusError
 from nmt.prepare_worker import EncodedChunk
 
@@ -256,7 +254,7 @@ class ShardedCorpus:
 # --- batches, one window at a time ------------------------------------------------------------
 
 
-class ShardBatches:
+class ShardBatches(BatchStream):
     """Endless token-bucketed batches over a `ShardedCorpus`, built one window at a time
     from the lengths of that window's pairs only, with a resumable position.
 
@@ -324,18 +322,6 @@ class ShardBatches:
 
     def state(self) -> dict[str, int]:
         return {"epoch": self.epoch, "window": self.window, "index": self.index}
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        return self
-
-    def __next__(self) -> tuple[torch.Tensor, ...]:
-        return collate([self.corpus.pair(int(i)) for i in self.next_indices()])
-
-    def skip(self, n: int = 1) -> None:
-        """Pass over the next `n` batches without reading them (in a run of several
-        processes, the other processes take them)."""
-        for _ in range(n):
-            self.next_indices()
 
     def next_indices(self) -> np.ndarray:
         """The pair numbers (in the corpus) of the next batch."""
