@@ -614,6 +614,12 @@ def pipeline_main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", help=DATA_DIR_HELP)
     p.add_argument("--until", metavar="STAGE", help="stop after this stage (names: --list)")
     p.add_argument("--list", action="store_true", help="print the stages and which are done")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the estimated duration of the stages not done (a speed probe of some "
+        "seconds; a run prints it first) and exit",
+    )
     args = p.parse_args(argv)
     _setup_logging()
     from nmt.distill import DistillError
@@ -627,6 +633,11 @@ def pipeline_main(argv: list[str] | None = None) -> int:
         if args.list:
             for name, done in stage_status(config):
                 print(f"{'done' if done else 'to do'}\t{name}")
+            return 0
+        if args.estimate:
+            from nmt.estimate import estimate_pipeline, report
+
+            print(report(estimate_pipeline(config)))
             return 0
         result = run_pipeline(config, until=args.until)
     except (*_user_errors(), PipelineError, DistillError, ExportError) as e:

@@ -66,6 +66,7 @@ from nmt.datasets import DATASETS, DatasetError, split_paths
 from nmt.decoding import Decoding, check_option, check_threads
 from nmt.fileio import FolderLock, atomic_write_text, file_sha256, remove_stale_temporaries
 from nmt.search import SearchOptions
+from nmt.weights import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -591,9 +592,10 @@ def teacher_info(teacher: str | Path | list[str]) -> dict[str, Any]:
 
 def checkpoint_dev_bleu(checkpoint: str | Path) -> float | None:
     """The dev BLEU of a run's model as its run's summary.json records it: `averaged` for
-    averaged.pt, `best_valid_bleu` for best.pt. None when unknown: no summary beside it (a
-    run not finished, a copied file), another file (last.pt, a step snapshot), or a run
-    that validated on loss alone (train.valid_bleu: false)."""
+    averaged.pt, `best_valid_bleu` for best.pt and for the weights of an adopted model
+    (`nmt.adopt`). None when unknown: no summary beside it (a run not finished, a copied
+    file), another file (last.pt, a step snapshot), or a run that validated on loss alone
+    (train.valid_bleu: false)."""
     path = Path(checkpoint)
     try:
         summary = json.loads((path.parent / "summary.json").read_text(encoding="utf-8"))
@@ -604,7 +606,7 @@ def checkpoint_dev_bleu(checkpoint: str | Path) -> float | None:
     if path.name == "averaged.pt":
         averaged = summary.get("averaged")
         bleu = averaged.get("valid_bleu") if isinstance(averaged, dict) else None
-    elif path.name == "best.pt":
+    elif path.name == "best.pt" or (path.name == WEIGHTS_FILE and "adopted" in summary):
         bleu = summary.get("best_valid_bleu")  # -1 when no validation measured BLEU
     else:
         return None

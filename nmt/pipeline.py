@@ -4,7 +4,8 @@ One YAML file (`PipelineConfig`, see pipelines/*.yaml) names the teacher's and e
 student's run config, the distillation settings, the export and the benchmark grid. Every
 output lives under the pipeline's `root`:
 
-    ROOT/TEACHER/             the teacher's run folder (nmt-train)
+    ROOT/TEACHER/             the teacher's run folder (nmt-train), or the run folder made
+                              from a trained model's weights (`teacher.model`: nmt.adopt)
     ROOT/exports/TEACHER-distill-Q/  the teacher exported to CTranslate2 (type Q) to distil
     ROOT/distilled/           the distilled dataset folder (nmt.distill)
     ROOT/STUDENT/             one run folder per student
@@ -77,12 +78,15 @@ class PipelineError(RuntimeError):
 @dataclass(frozen=True)
 class RunStage:
     """A model to train: a run config plus ``--set`` overrides; `data` says what a student
-    learns from (the teacher always learns from the original corpus)."""
+    learns from (the teacher always learns from the original corpus). A teacher with a
+    `model` (a weights folder, e.g. models/multi30k-tiny/s1) is adopted, not trained
+    (`nmt.adopt`): its config then names the data, the weights bring their own shape."""
 
     name: str
     config: str
     set: tuple[str, ...] = ()
     data: str = "distilled"
+    model: str = ""
 
     def __post_init__(self) -> None:
         check_name(self.name, "name")
@@ -224,6 +228,7 @@ class PipelineConfig:
             names.append(f.name)
         for i, s in enumerate(self.students):
             check(s.name not in STAGES, f"students[{i}].name", f"{s.name!r} names a stage")
+            check(not s.model, f"students[{i}].model", "only the teacher can be adopted")
             check(
                 s.data != "mix" or self.distill.mix,
                 f"students[{i}].data",
@@ -234,9 +239,17 @@ class PipelineConfig:
 def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
     """Load a pipeline from YAML plus ``key=value`` overrides; also loads every run config
     it names, so that a typo there fails now rather than hours later."""
+    from nmt.weights import is_weights
+
     raw = apply_overrides(load_yaml(path), list(overrides))
     try:
         config = from_dict(PipelineConfig, raw, "")
+        model = config.teacher.model
+        check(
+            not model or is_weights(model),
+            "teacher.model",
+            f"{model}: not a weights folder (no model.safetensors there)",
+        )
         for stage in (config.teacher, *config.students, *config.finetune):
             load_run_config(stage.config, list(stage.set))
     except ConfigError as e:
@@ -322,13 +335,22 @@ def plan(c: PipelineConfig) -> list[Stage]:
     teacher = teacher_run_config(c)
     students = {s.name: student_run_config(c, s) for s in c.students}
     run_defaults = _json(RunConfig().to_dict())
-    stages = [
-        Stage(
+    if c.teacher.model:  # adopted, not trained
+        teacher_stage = Stage(
+            "teacher",
+            _json({"adopted": _weights_id(c.teacher.model), **teacher.to_dict()}),
+            lambda: adopt_stage(c.teacher.model, teacher),
+            run_defaults,
+        )
+    else:
+        teacher_stage = Stage(
             "teacher",
             _json(teacher.to_dict()),
             lambda: train_stage(teacher, c.nproc),
             run_defaults,
-        ),
+        )
+    stages = [
+        teacher_stage,
         Stage(
             "distill",
             _json(
@@ -361,15 +383,31 @@ def plan(c: PipelineConfig) -> list[Stage]:
     return stages
 
 
-def run_pipeline(config: PipelineConfig, until: str | None = None) -> PipelineResult:
-    """Run the stages not done yet, in order (up to and including `until`)."""
+def run_pipeline(
+    config: PipelineConfig, until: str | None = None, estimate: bool = True
+) -> PipelineResult:
+    """Run the stages not done yet, in order (up to and including `until`); first log their
+    estimated duration (`nmt.estimate`) unless `estimate` is false."""
     stages = plan(config)
     names = [s.name for s in stages]
     if until is not None and until not in names:
         raise ConfigError(f"--until: unknown stage {until!r} (stages: {', '.join(names)})")
     root = Path(config.root)
     with FolderLock(root, "nmt-pipeline"):  # one pipeline at a time in a root
+        if estimate:
+            _log_estimate(config)
         return _run_stages(config, stages, root, until)
+
+
+def _log_estimate(config: PipelineConfig) -> None:
+    """Log how long the stages not done yet will take here (`nmt.estimate`)."""
+    from nmt.estimate import estimate_pipeline, report
+
+    start = time.perf_counter()
+    estimates = estimate_pipeline(config)
+    if estimates:
+        took = time.perf_counter() - start
+        log.info("%s\n  (speed probe: %.0f s)", report(estimates), took)
 
 
 def _run_stages(
@@ -434,6 +472,23 @@ def train_stage(run: RunConfig, nproc: int = 1) -> dict[str, Any]:
             with _own_log_handlers():
                 summary = train(run, resume=resume)
     return {k: v for k, v in summary.items() if k != "validations"}
+
+
+def adopt_stage(model: str, run: RunConfig) -> dict[str, Any]:
+    """The teacher's run folder made from a trained model's weights (`nmt.adopt`)."""
+    from nmt.adopt import adopt
+
+    summary = adopt(model, run)
+    return {k: v for k, v in summary.items() if k != "validations"}
+
+
+def _weights_id(model: str) -> dict[str, str]:
+    """A weights folder as a stage spec: its path and the sha256 of its weights."""
+    from nmt.fileio import file_sha256
+    from nmt.weights import WEIGHTS_FILE
+
+    path = Path(model)
+    return {"path": model, "sha256": file_sha256(path / WEIGHTS_FILE if path.is_dir() else path)}
 
 
 def _launch(run: RunConfig, nproc: int, resume: bool) -> dict[str, Any]:

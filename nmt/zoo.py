@@ -108,8 +108,15 @@ def _describe(model: ZooModel) -> dict[str, Any]:
             "stop_reason": summary["stop_reason"],
             "precision": summary["precision"],
             "threads": summary["threads"],
+            "adopted": summary.get("adopted", {}).get("source", ""),  # nmt.adopt: not trained
         },
     }
+
+
+def _training(t: dict[str, Any]) -> str:
+    if t.get("adopted"):
+        return f"adopted: {t['adopted']} ({t['steps']} steps)"
+    return f"{t['steps']} steps, {t['minutes']} min, {t['precision']}"
 
 
 def _yaml(path: Path) -> dict[str, Any]:
@@ -185,7 +192,7 @@ def markdown(zoo: dict[str, Any]) -> str:
             f"{r['beam1']['bleu']:.2f} / {r['beam1']['chrf']:.2f} | "
             f"{r['beam4']['bleu']:.2f} / {r['beam4']['chrf']:.2f} | "
             f"{tok_s(r['beam1']['speed'])} | {tok_s(r['beam4']['speed'])} | "
-            f"{t['steps']} steps, {t['minutes']} min, {t['precision']} |"
+            f"{_training(t)} |"
         )
     pytorch = teacher["beam4"].get("pytorch_speed")
     if pytorch:

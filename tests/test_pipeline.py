@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,8 @@ def test_distillation_presets_have_their_shapes():
         "student-4-3": (256, 4, 1024, 4, 3),
         "student-6-2": (256, 8, 1536, 6, 2),
         "student-6-1": (256, 4, 1024, 6, 1),
+        "tiny": (128, 4, 256, 4, 4),  # the committed teacher members
+        "student-tiny": (128, 4, 256, 4, 1),  # the quick start's student
     }
     for name, shape in shapes.items():
         m = load_run_config(REPO / "models" / f"multi30k-{name}.yaml").model
@@ -73,11 +76,8 @@ def test_pipeline_errors_name_the_key(tmp_path, monkeypatch):
     )
     with pytest.raises(ConfigError, match=r"students\[0\]\.data: mix needs distill\.mix"):
         load_pipeline_config(tmp_path / "mix.yaml")
-    (tmp_path / "typo.yaml").write_text(
-        path.read_text().replace("train.max_minutes=7", "train.max_minute=7")
-    )
     with pytest.raises(ConfigError, match=r"train\.max_minute: unknown key"):
-        load_pipeline_config(tmp_path / "typo.yaml")
+        load_pipeline_config(path, ["students[0].set=[train.max_minute=7]"])
     with pytest.raises(ConfigError, match="--until: unknown stage 'teachers'"):
         run_pipeline(load_pipeline_config(path, [f"root={tmp_path}/out"]), until="teachers")
     for name in ("export", "exports"):  # a stage's or a folder's name
@@ -372,3 +372,92 @@ def test_training_stages_in_several_processes(tmp_path):
     assert launched.run_dir == str(out / "teacher")
     with pytest.raises(ConfigError, match="nproc: must be >= 1"):
         load_pipeline_config(tmp_path / "pipeline.yaml", ["nproc=0"])
+
+
+# --- an adopted teacher and the estimate ---------------------------------------------------
+
+
+def trained_weights(root: Path, steps: int = 150) -> Path:
+    """The toy teacher trained apart from any pipeline, kept as a weights folder."""
+    from nmt.export import export
+
+    overrides = [f"run_dir={root}/trained-{steps}", f"train.max_steps={steps}"]
+    run = load_run_config(root / "teacher.yaml", overrides)
+    train(run)
+    out = root / f"weights-{steps}"
+    return export(run.run_dir, out, format="safetensors", quantization="float32")
+
+
+@pytest.fixture(scope="module")
+def toy_teacher(tmp_path_factory) -> Path:
+    """The toy pipeline's teacher, 150 updates, as a weights folder (shared by the tests)."""
+    root = tmp_path_factory.mktemp("toy-teacher")
+    tiny_pipeline(root, bench=False)
+    return trained_weights(root)
+
+
+def test_an_adopted_teacher_is_not_trained_and_is_judged_like_a_trained_one(
+    tmp_path, monkeypatch, capsys, toy_teacher
+):
+    pytest.importorskip("ctranslate2")
+    from nmt.scoring import score
+
+    path = tiny_pipeline(tmp_path, bench=False)
+    weights = toy_teacher
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match=r"teacher\.model: .*nowhere: not a weights folder"):
+        load_pipeline_config(path, [f"teacher.model={nowhere}"])
+    with pytest.raises(ConfigError, match=r"students\[0\]\.model: only the teacher"):
+        load_pipeline_config(path, [f"students[0].model={weights}"])
+
+    # The dev BLEU is measured on adoption (the same as scored here); the floor applies.
+    short = trained_weights(tmp_path, steps=30)
+    sources, references = (
+        (tmp_path / "toy" / f"val.{lang}").read_text().splitlines() for lang in ("en", "de")
+    )
+    dev_bleu = round(score(load(short).translate(sources, beam_size=1), references).bleu, 2)
+    assert dev_bleu < 10
+    assert pipeline_main([str(path), "--set", f"teacher.model={short}"]) == 2
+    assert f"dev BLEU {dev_bleu:.2f}" in capsys.readouterr().err
+    out = tmp_path / "out"
+    summary = json.loads((out / "teacher" / "summary.json").read_text())
+    assert summary["best_valid_bleu"] == dev_bleu and summary["checkpoint"] == "model.safetensors"
+    assert summary["adopted"]["source"] == str(short)
+    copied = (out / "teacher" / "model.safetensors").read_bytes()
+    assert copied == (short / "model.safetensors").read_bytes()
+    assert load_run_config(out / "teacher" / "config.yaml").model.enc_layers == 2
+    assert not (out / "distilled").exists()
+    with pytest.raises(PipelineError, match=r"teacher\.json.*adopted\.sha256"):
+        run_pipeline(load_pipeline_config(path, [f"teacher.model={weights}"]))  # another model
+
+    shutil.rmtree(out)
+    trained = []
+    monkeypatch.setattr(
+        "nmt.train.train", lambda run, resume=False: trained.append(run) or train(run, resume)
+    )
+    result = run_pipeline(load_pipeline_config(path, [f"teacher.model={weights}"]))
+    assert result.ran == ["teacher", "distill", "student", "export", "zoo", "release"]
+    assert [Path(r.run_dir).name for r in trained] == ["student"]  # the teacher: never
+    assert (out / "student" / "spm.model").read_bytes() == (weights / "spm.model").read_bytes()
+    zoo = (out / "zoo" / "zoo.md").read_text()
+    assert "| teacher | original | 2-2 |" in zoo and f"adopted: {weights} (150 steps)" in zoo
+
+
+def test_the_estimate_probes_the_stages_left(tmp_path, capsys, toy_teacher):
+    pytest.importorskip("ctranslate2")
+    from nmt.estimate import estimate_pipeline, report
+
+    path = tiny_pipeline(tmp_path, bench=True)
+    fresh = estimate_pipeline(load_pipeline_config(path))
+    assert [e.stage for e in fresh] == ["teacher", "distill", "student", "bench"]
+    assert fresh[1].seconds is None  # its teacher is not trained yet
+    assert fresh[0].seconds > 0 and "150 updates x" in fresh[0].how
+    assert "100 updates x" in fresh[2].how
+    assert fresh[3].how.startswith("4 cells")  # student, its 2 extras, the teacher
+    assert "+ the stages not known yet" in report(fresh)
+
+    assert pipeline_main([str(path), "--set", f"teacher.model={toy_teacher}", "--estimate"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("estimated duration: ~") and "not known" not in printed
+    assert re.search(r"distill: ~\d+ s \(64 lines x [\d.]+ ms probed / 1 workers\)", printed)
+    assert not (tmp_path / "out").exists()  # an estimate writes nothing

@@ -1,0 +1,112 @@
+"""A trained model adopted as a pipeline's teacher: a run folder made from a weights folder.
+
+`nmt-pipeline` can distil from a model trained elsewhere (`teacher: {model: PATH}`, e.g. a
+committed member under models/multi30k-tiny/) instead of training a teacher. The stages
+after the teacher read run folders, so `adopt` makes one without training:
+
+    RUN_DIR/model.safetensors   the weights, copied as they are (no pickle: data only)
+    RUN_DIR/spm.model           their tokenizer (checked against the weights' sha256)
+    RUN_DIR/config.yaml         the run config, with the model config the weights carry
+    RUN_DIR/summary.json        `adopted` (where from, its provenance), `checkpoint`, the
+                                parameter count and the dev scores measured here (greedy
+                                BLEU and chrF2 with signatures): teacher_min_bleu reads them
+
+The dev scores are measured, not copied from the source: the same check applies to an
+adopted teacher as to a trained one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from nmt import __version__
+from nmt.checkpoint import model_from_checkpoint
+from nmt.config import ModelConfig, RunConfig, from_dict, replace
+from nmt.data import read_parallel
+from nmt.datasets import split_paths
+from nmt.decoding import Decoding
+from nmt.fileio import atomic_write_bytes, atomic_write_text, file_sha256
+from nmt.machine import hardware
+from nmt.scoring import score
+from nmt.tokenizer import Tokenizer
+from nmt.weights import TOKENIZER_FILE, WEIGHTS_FILE, read_weights
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "summary.json"
+
+
+def adopt(source: str | Path, run: RunConfig) -> dict[str, Any]:
+    """Make `run.run_dir` a finished run folder holding the weights folder `source`; its
+    dev set (`run.data.valid`) is translated greedily to score it. Returns the summary."""
+    source = Path(source)
+    state = read_weights(source)  # checks format, tokenizer hash; raises WeightsError
+    run_dir = Path(run.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    weights = source if source.name == WEIGHTS_FILE else source / WEIGHTS_FILE
+    atomic_write_bytes(run_dir / WEIGHTS_FILE, weights.read_bytes())
+    atomic_write_bytes(run_dir / TOKENIZER_FILE, state["tokenizer_model"])
+    model_config = from_dict(ModelConfig, state["model_config"], "model")
+    tokenizer = replace(run.tokenizer, model=str(run_dir / TOKENIZER_FILE))
+    run = replace(run, model=model_config, tokenizer=tokenizer)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(run.to_dict(), sort_keys=False))
+
+    model = model_from_checkpoint(state)
+    start = time.perf_counter()
+    valid = dev_scores(model, Tokenizer.from_file(run_dir / TOKENIZER_FILE), run)
+    provenance = state["provenance"]
+    summary = {
+        "nmt_version": __version__,
+        "torch_version": torch.__version__,
+        "adopted": {
+            "source": str(source),
+            "sha256": file_sha256(weights),
+            "weights_dtype": state["weights_dtype"],
+            "provenance": provenance,
+        },
+        "stop_reason": "adopted",
+        "steps": provenance.get("step", 0),
+        "wall_time_s": 0.0,
+        "mean_tgt_tokens_per_s": 0.0,
+        "precision": state["weights_dtype"],
+        "threads": torch.get_num_threads(),
+        "hardware": hardware("cpu"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "best_valid_bleu": valid["valid_bleu"],
+        "validations": [{"step": provenance.get("step", 0), **valid}],
+        "dev_seconds": round(time.perf_counter() - start, 1),
+        "checkpoint": WEIGHTS_FILE,
+    }
+    atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    log.info(
+        "%s: adopted %s (%s parameters), dev BLEU %.2f greedy",
+        run_dir,
+        source,
+        f"{summary['parameters']:,}",
+        valid["valid_bleu"],
+    )
+    return summary
+
+
+@torch.no_grad()
+def dev_scores(model: torch.nn.Module, tokenizer: Tokenizer, run: RunConfig) -> dict[str, Any]:
+    """Greedy BLEU and chrF2 of `model` on the run's dev split, as training validates."""
+    from nmt.backends.pytorch import TorchTranslator
+
+    sources, references = read_parallel(*split_paths(run.data, run.data.valid))
+    translator = TorchTranslator(model, tokenizer)
+    hyps = translator.translate(sources, beam_size=1, max_batch_tokens=Decoding.max_batch_tokens)
+    s = score(hyps, references)
+    return {
+        "valid_bleu": round(s.bleu, 2),
+        "valid_chrf": round(s.chrf, 2),
+        "bleu_signature": s.bleu_signature,
+        "chrf_signature": s.chrf_signature,
+    }

@@ -1,0 +1,193 @@
+"""How long a pipeline will take on this machine, from a short speed probe.
+
+Printed by `nmt-pipeline` before its first stage (and alone with `--estimate`): budgets are
+in updates, so the time a run takes depends on the CPU, and a user on a slow one should know
+before waiting. What is probed, for the stages not done yet:
+
+- training (teacher, students, fine-tuning): a few optimizer updates of the run's model
+  (its shape, its batch of `train.batch_tokens` padded tokens, its threads) on random
+  token ids of a typical caption's length, timed after a warm-up update; times
+  `train.max_steps` x `accum_steps` (capped by `train.max_minutes`). Validations are not
+  probed (a model that is not trained decodes to its length limit): they add to it.
+- distillation: the teacher, exported as distillation will use it (into a temporary folder),
+  translating the first training sources with the distillation's beam and threads; times the
+  corpus' lines over the workers. Not known before a teacher that must first be trained.
+- the benchmark: its cells times their timed passes (`repeats` + 1 passes of
+  `min_pass_seconds`, plus loading): a rule of thumb from its settings, not a probe.
+
+Exports, the adopted teacher's dev scoring and the zoo take seconds to a minute and are not
+estimated.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from nmt.config import RunConfig, replace
+
+if TYPE_CHECKING:
+    from nmt.pipeline import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+PROBE_UPDATES = 3  # timed, after one warm-up update
+PROBE_LENGTH = 24  # tokens a side in the probe's batches: a Multi30k caption is ~16-24 pieces
+PROBE_LINES = 100  # training sources the distillation probe translates
+CELL_OVERHEAD_S = 5.0  # a benchmark cell's process start, model load and latency pass
+
+
+@dataclass(frozen=True)
+class StageEstimate:
+    stage: str
+    seconds: float | None  # None: not known yet
+    how: str  # what the figure comes from
+
+    def __str__(self) -> str:
+        took = "unknown yet" if self.seconds is None else f"~{_minutes(self.seconds)}"
+        return f"{self.stage}: {took} ({self.how})"
+
+
+def estimate_pipeline(c: PipelineConfig) -> list[StageEstimate]:
+    """An estimate for each stage of `c` that has no completion marker yet."""
+    from nmt.pipeline import finetune_run_config, student_run_config, teacher_run_config
+
+    root = Path(c.root)
+
+    def done(stage: str) -> bool:
+        return (root / "stages" / f"{stage}.json").is_file()
+
+    teacher = teacher_run_config(c)
+    estimates = []
+    if not done("teacher") and not c.teacher.model:
+        estimates.append(training(c.teacher.name, teacher, c.nproc))
+    if not done("distill"):
+        source = c.teacher.model or (teacher.run_dir if done("teacher") else "")
+        estimates.append(distillation(c, teacher, source))
+    runs = [(s.name, student_run_config(c, s)) for s in c.students]
+    runs += [(f.name, finetune_run_config(c, f)) for f in c.finetune]
+    estimates += [training(name, run, c.nproc) for name, run in runs if not done(name)]
+    if c.bench.enabled and not done("bench"):
+        estimates.append(benchmark(c))
+    return estimates
+
+
+def report(estimates: list[StageEstimate]) -> str:
+    """The estimate as lines to print: each stage, then the total of those known."""
+    known = [e.seconds for e in estimates if e.seconds is not None]
+    lines = [f"  {e}" for e in estimates]
+    total = f"estimated duration: ~{_minutes(sum(known))}"
+    if len(known) < len(estimates):
+        total += " + the stages not known yet"
+    return "\n".join([total + " (exports and the zoo not counted)", *lines])
+
+
+def training(name: str, run: RunConfig, nproc: int) -> StageEstimate:
+    """`max_steps` updates at the probe's seconds per update (in `nproc` processes each
+    process makes its own batches at once, so the time per update is one process's)."""
+    t = run.train
+    seconds_per_update = probe_updates(run) * t.accum_steps
+    steps = t.max_steps
+    seconds = steps * seconds_per_update if steps else None
+    if t.max_minutes and (seconds is None or seconds > t.max_minutes * 60):
+        seconds = t.max_minutes * 60.0
+    how = f"{steps:,} updates x {seconds_per_update:.2f} s probed"
+    if nproc > 1:
+        how += f", in {nproc} processes"
+    validations = steps // t.valid_every if t.valid_every else 0
+    if validations:
+        how += f"; plus {validations} validations"
+    return StageEstimate(name, seconds, how)
+
+
+def probe_updates(run: RunConfig) -> float:
+    """Seconds per optimizer update of one batch for the run's model, batch size and
+    threads, on random ids (restores the caller's thread count)."""
+    from nmt.model import Transformer
+    from nmt.train import make_optimizer
+    from nmt.validation import label_smoothed_loss
+
+    threads = torch.get_num_threads()
+    try:
+        if run.train.threads > 0:
+            torch.set_num_threads(run.train.threads)
+        torch.manual_seed(0)
+        vocab = run.tokenizer.vocab_size
+        model = Transformer(replace(run.model, vocab_size=vocab))
+        model.train()
+        optimizer = make_optimizer(model, run.train)
+        rows = max(1, run.train.batch_tokens // PROBE_LENGTH)
+        src = torch.randint(4, vocab, (rows, PROBE_LENGTH))
+        tgt = torch.randint(4, vocab, (rows, PROBE_LENGTH + 1))
+        timings = []
+        for _ in range(PROBE_UPDATES + 1):
+            start = time.perf_counter()
+            logits = model(src, tgt[:, :-1])
+            loss, _, ntok = label_smoothed_loss(logits, tgt[:, 1:], run.train.label_smoothing)
+            (loss / ntok).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            timings.append(time.perf_counter() - start)
+        return sorted(timings[1:])[len(timings[1:]) // 2]  # the median after the warm-up
+    finally:
+        torch.set_num_threads(threads)
+
+
+def distillation(c: PipelineConfig, teacher: RunConfig, model: str) -> StageEstimate:
+    """The corpus' lines at the probed lines per second of one worker, over the workers."""
+    from nmt.data import read_lines
+    from nmt.datasets import split_paths
+
+    if not model:
+        return StageEstimate("distill", None, "after the teacher is trained")
+    sources = read_lines(split_paths(teacher.data, teacher.data.train)[0])
+    lines = min(len(sources), c.distill.max_lines or len(sources))
+    d = c.distill
+    with tempfile.TemporaryDirectory(prefix="nmt-probe-") as tmp:
+        translator = _distill_translator(model, c.teacher_export, Path(tmp), d.threads)
+        probe = sources[:PROBE_LINES]
+        translator.translate(probe[:8], beam_size=d.beam_size)  # warm-up
+        start = time.perf_counter()
+        translator.translate(probe, beam_size=d.beam_size, max_batch_tokens=d.batch_tokens)
+        per_line = (time.perf_counter() - start) / len(probe)
+    workers = max(1, d.workers)
+    how = f"{lines:,} lines x {per_line * 1000:.1f} ms probed / {workers} workers"
+    return StageEstimate("distill", lines * per_line / workers, how)
+
+
+def _distill_translator(model: str, quantization: str, tmp: Path, threads: int):
+    from nmt.translate import load
+
+    if quantization:  # distillation translates with a CTranslate2 export of the teacher
+        from nmt.export import export
+
+        quiet = logging.getLogger("nmt.export")
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)  # a probe's export is not news
+        try:
+            model = str(export(model, tmp / "teacher", quantization=quantization))
+        finally:
+            quiet.setLevel(level)
+    return load(model, threads=threads)
+
+
+def benchmark(c: PipelineConfig) -> StageEstimate:
+    b = c.bench
+    trained = len(c.students) + len(c.finetune)  # each with its extra exports
+    models = trained * (1 + len(c.export.student_extras)) + int(c.export.teacher)
+    models += len(b.pytorch)
+    variants = len(b.use_vmap) or (2 if c.export.vmap else 1)
+    cells = models * len(b.beam_sizes) * len(b.batch_sizes) * len(b.threads) * variants
+    per_cell = (b.repeats + 1) * max(b.min_pass_seconds, 1.0) + CELL_OVERHEAD_S
+    how = f"{cells} cells x ~{per_cell:.0f} s, from its settings"
+    return StageEstimate("bench", cells * per_cell, how)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
