@@ -80,6 +80,8 @@ def estimate_pipeline(c: PipelineConfig) -> list[StageEstimate]:
 
 def report(estimates: list[StageEstimate]) -> str:
     """The estimate as lines to print: each stage, then the total of those known."""
+    if not estimates:
+        return "estimated duration: nothing left to estimate (the probed stages are done)"
     known = [e.seconds for e in estimates if e.seconds is not None]
     lines = [f"  {e}" for e in estimates]
     total = f"estimated duration: ~{_minutes(sum(known))}"

@@ -455,6 +455,7 @@ def test_the_estimate_probes_the_stages_left(tmp_path, capsys, toy_teacher):
     assert "100 updates x" in fresh[2].how
     assert fresh[3].how.startswith("4 cells")  # student, its 2 extras, the teacher
     assert "+ the stages not known yet" in report(fresh)
+    assert "nothing left" in report([])
 
     assert pipeline_main([str(path), "--set", f"teacher.model={toy_teacher}", "--estimate"]) == 0
     printed = capsys.readouterr().out
