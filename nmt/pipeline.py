@@ -335,22 +335,13 @@ def plan(c: PipelineConfig) -> list[Stage]:
     teacher = teacher_run_config(c)
     students = {s.name: student_run_config(c, s) for s in c.students}
     run_defaults = _json(RunConfig().to_dict())
+    teacher_spec = _json(teacher.to_dict())
+    make_teacher = functools.partial(train_stage, teacher, c.nproc)
     if c.teacher.model:  # adopted, not trained
-        teacher_stage = Stage(
-            "teacher",
-            _json({"adopted": _weights_id(c.teacher.model), **teacher.to_dict()}),
-            lambda: adopt_stage(c.teacher.model, teacher),
-            run_defaults,
-        )
-    else:
-        teacher_stage = Stage(
-            "teacher",
-            _json(teacher.to_dict()),
-            lambda: train_stage(teacher, c.nproc),
-            run_defaults,
-        )
+        teacher_spec = {"adopted": _weights_id(c.teacher.model), **teacher_spec}
+        make_teacher = functools.partial(adopt_stage, c.teacher.model, teacher)
     stages = [
-        teacher_stage,
+        Stage("teacher", teacher_spec, make_teacher, run_defaults),
         Stage(
             "distill",
             _json(
