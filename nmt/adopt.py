@@ -34,7 +34,6 @@ from nmt.datasets import split_paths
 from nmt.decoding import Decoding
 from nmt.fileio import atomic_write_bytes, atomic_write_text, file_sha256
 from nmt.machine import hardware
-from nmt.scoring import score
 from nmt.tokenizer import Tokenizer
 from nmt.weights import TOKENIZER_FILE, WEIGHTS_FILE, read_weights
 
@@ -98,12 +97,10 @@ def adopt(source: str | Path, run: RunConfig) -> dict[str, Any]:
 @torch.no_grad()
 def dev_scores(model: torch.nn.Module, tokenizer: Tokenizer, run: RunConfig) -> dict[str, Any]:
     """Greedy BLEU and chrF2 of `model` on the run's dev split, as training validates."""
-    from nmt.backends.pytorch import TorchTranslator
+    from nmt.validation import greedy_scores
 
     sources, references = read_parallel(*split_paths(run.data, run.data.valid))
-    translator = TorchTranslator(model, tokenizer)
-    hyps = translator.translate(sources, beam_size=1, max_batch_tokens=Decoding.max_batch_tokens)
-    s = score(hyps, references)
+    s = greedy_scores(model, tokenizer, sources, references, Decoding.max_batch_tokens)
     return {
         "valid_bleu": round(s.bleu, 2),
         "valid_chrf": round(s.chrf, 2),

@@ -13,7 +13,7 @@ from nmt.backends.pytorch import TorchTranslator
 from nmt.batching import collate, make_batches
 from nmt.data import EncodedCorpus
 from nmt.model import Transformer
-from nmt.scoring import score
+from nmt.scoring import Scores, score
 from nmt.tokenizer import Tokenizer
 from nmt.vocab import PAD
 
@@ -54,9 +54,7 @@ def validate(
         "valid_ppl": math.exp(min(nll_sum / tokens, 50.0)),
     }
     if valid_text is not None:
-        translator = TorchTranslator(model, tokenizer, str(device))
-        hyps = translator.translate(valid_text[0], beam_size=1, max_batch_tokens=batch_tokens)
-        s = score(hyps, valid_text[1])
+        s = greedy_scores(model, tokenizer, *valid_text, batch_tokens, device)
         result.update(
             valid_bleu=round(s.bleu, 2),
             valid_chrf=round(s.chrf, 2),
@@ -64,3 +62,17 @@ def validate(
         )
     model.train()
     return result
+
+
+def greedy_scores(
+    model: Transformer,
+    tokenizer: Tokenizer,
+    sources: list[str],
+    references: list[str],
+    batch_tokens: int,
+    device: torch.device | str = "cpu",
+) -> Scores:
+    """BLEU and chrF2 of the model's greedy translations of `sources` (dev scoring)."""
+    translator = TorchTranslator(model, tokenizer, str(device))
+    hyps = translator.translate(sources, beam_size=1, max_batch_tokens=batch_tokens)
+    return score(hyps, references)
