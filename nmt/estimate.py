@@ -5,7 +5,8 @@ in updates, so the time a run takes depends on the CPU, and a user on a slow one
 before waiting. What is probed, for the stages not done yet:
 
 - training (teacher, students, fine-tuning): a few optimizer updates of the run's model
-  (its shape, its batch of `train.batch_tokens` padded tokens, its threads) on random
+  (its shape, its batch of `train.batch_tokens` padded tokens, its threads, device and
+  autocast precision) on random
   token ids of a typical caption's length, timed after a warm-up update; times
   `train.max_steps` x `accum_steps` (capped by `train.max_minutes`). Validations are not
   probed (a model that is not trained decodes to its length limit): they add to it.
@@ -109,10 +110,13 @@ def training(name: str, run: RunConfig, nproc: int) -> StageEstimate:
 
 
 def probe_updates(run: RunConfig) -> float:
-    """Seconds per optimizer update of one batch for the run's model, batch size and
-    threads, on random ids (restores the caller's thread count)."""
+    """Seconds per optimizer update of one batch for the run's model, batch size, threads,
+    device and precision (autocast as the trainer does), on random ids (restores the
+    caller's thread count)."""
+    import contextlib
+
     from nmt.model import Transformer
-    from nmt.train import make_optimizer
+    from nmt.train import make_optimizer, pick_device, pick_precision
     from nmt.validation import label_smoothed_loss
 
     threads = torch.get_num_threads()
@@ -121,20 +125,28 @@ def probe_updates(run: RunConfig) -> float:
             torch.set_num_threads(run.train.threads)
         torch.manual_seed(0)
         vocab = run.tokenizer.vocab_size
-        model = Transformer(replace(run.model, vocab_size=vocab))
+        device = pick_device(run.train.device)
+        dtype = pick_precision(run.train.precision, device)
+        model = Transformer(replace(run.model, vocab_size=vocab)).to(device)
         model.train()
         optimizer = make_optimizer(model, run.train)
         rows = max(1, run.train.batch_tokens // PROBE_LENGTH)
-        src = torch.randint(4, vocab, (rows, PROBE_LENGTH))
-        tgt = torch.randint(4, vocab, (rows, PROBE_LENGTH + 1))
+        src = torch.randint(4, vocab, (rows, PROBE_LENGTH), device=device)
+        tgt = torch.randint(4, vocab, (rows, PROBE_LENGTH + 1), device=device)
         timings = []
         for _ in range(PROBE_UPDATES + 1):
             start = time.perf_counter()
-            logits = model(src, tgt[:, :-1])
+            autocast = (
+                torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+            )
+            with autocast:
+                logits = model(src, tgt[:, :-1])
             loss, _, ntok = label_smoothed_loss(logits, tgt[:, 1:], run.train.label_smoothing)
             (loss / ntok).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
             timings.append(time.perf_counter() - start)
         return sorted(timings[1:])[len(timings[1:]) // 2]  # the median after the warm-up
     finally:

@@ -462,3 +462,24 @@ def test_the_estimate_probes_the_stages_left(tmp_path, capsys, toy_teacher):
     assert printed.startswith("estimated duration: ~") and "not known" not in printed
     assert re.search(r"distill: ~\d+ s \(64 lines x [\d.]+ ms probed / 1 workers\)", printed)
     assert not (tmp_path / "out").exists()  # an estimate writes nothing
+
+
+def test_the_training_probe_runs_as_the_run_trains(tmp_path, monkeypatch):
+    """The probe times updates under the run's autocast precision (bf16 here), not float32."""
+    import torch
+
+    from nmt.estimate import probe_updates
+
+    tiny_pipeline(tmp_path, bench=False)
+    entered = []
+    real = torch.autocast
+
+    def spy(device_type, dtype=None, **kwargs):
+        entered.append((device_type, dtype))
+        return real(device_type, dtype=dtype, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    fp32 = load_run_config(tmp_path / "teacher.yaml")
+    assert probe_updates(fp32) > 0 and entered == []
+    bf16 = load_run_config(tmp_path / "teacher.yaml", ["train.precision=bf16"])
+    assert probe_updates(bf16) > 0 and set(entered) == {("cpu", torch.bfloat16)}
