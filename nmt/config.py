@@ -210,6 +210,10 @@ class TrainConfig:
     # Fine-tuning: start from these weights (a run folder, .pt checkpoint, weights folder or
     # model.safetensors) with a fresh optimizer and schedule; the tokenizer is the parent's.
     init_from: str = ""
+    # Shrink and fine-tune: which of the parent's layers the child's start from, in order
+    # (a child with fewer layers than its parent); empty: all of them, the same depth.
+    init_encoder_layers: tuple[int, ...] = ()
+    init_decoder_layers: tuple[int, ...] = ()
     freeze_embeddings: bool = False  # no updates to the (tied) embeddings and output layer
     freeze_encoder: bool = False  # no updates to the encoder layers
     freeze_steps: int = 0  # frozen for the first N updates only (0: throughout)
@@ -260,6 +264,10 @@ class TrainConfig:
             "train.lr_schedule",
             f"must be inverse_sqrt, linear or constant, got {self.lr_schedule!r}",
         )
+        for name in ("init_encoder_layers", "init_decoder_layers"):
+            layers = getattr(self, name)
+            check(not layers or bool(self.init_from), f"train.{name}", "needs train.init_from")
+            check(all(i >= 0 for i in layers), f"train.{name}", f"must be >= 0, got {layers}")
         check(
             not self.freeze_steps or self.freeze_embeddings or self.freeze_encoder,
             "train.freeze_steps",

@@ -10,6 +10,13 @@ The child keeps the parent's tokenizer (another one is an error) and architectur
 mismatch names the key; dropout may differ). Its checkpoints, summary and exports record
 the parent: the file read and its sha256.
 
+Shrink and fine-tune (Shleifer & Rush 2020, "Pre-trained Summarization Distillation"): a
+child with fewer encoder or decoder layers than its parent starts from the layers that
+`init_encoder_layers` / `init_decoder_layers` name, in order, and everything else (embeddings,
+final norms) from the parent; e.g. a 4+1 student from a 4+4 teacher with
+`init_decoder_layers: [0]`. Distilled students so start from what the teacher has learnt
+instead of from random weights.
+
 Freezing (`freeze_embeddings`, `freeze_encoder`, for the first `freeze_steps` updates or
 throughout) turns off gradients of those parameters, which the optimizer then leaves
 untouched (AdamW skips parameters without a gradient, weight decay included). With tied
@@ -94,10 +101,60 @@ def check_tokenizer(parent: Parent, tokenizer: Tokenizer, key: str) -> None:
         )
 
 
-def check_architecture(parent: Parent, config: ModelConfig) -> None:
-    """The child's model section must describe the parent's architecture."""
+LayerMaps = dict[str, tuple[int, ...]]  # "encoder"/"decoder" -> the parent's layer per child's
+
+
+def layer_maps(parent: Parent, model: ModelConfig, train: TrainConfig) -> LayerMaps:
+    """For the encoder and decoder, the parent's layer each of the child's starts from: all of
+    them in order unless `train.init_{encoder,decoder}_layers` names some (checked against
+    both models' depths)."""
+    maps = {}
+    for stack, key in (("encoder", "enc_layers"), ("decoder", "dec_layers")):
+        chosen = getattr(train, f"init_{stack}_layers")
+        theirs = parent.state["model_config"][key]
+        if not chosen:
+            maps[stack] = tuple(range(getattr(model, key)))
+            continue
+        name = f"train.init_{stack}_layers"
+        if len(chosen) != getattr(model, key):
+            raise ConfigError(
+                f"{name}: names {len(chosen)} layers, but model.{key} is {getattr(model, key)}"
+            )
+        if max(chosen) >= theirs:
+            raise ConfigError(
+                f"{name}: layer {max(chosen)} is out of range: train.init_from {parent.path} "
+                f"has {theirs} {stack} layers (0 to {theirs - 1})"
+            )
+        maps[stack] = tuple(chosen)
+    return maps
+
+
+def parent_weights(parent: Parent, model: ModelConfig, train: TrainConfig) -> dict[str, Any]:
+    """The child's initial state dict: the parent's tensors, its encoder and decoder layers
+    picked by `layer_maps` (child layer j <- parent layer maps[stack][j])."""
+    check_architecture(parent, model, train)
+    maps = layer_maps(parent, model, train)
+    weights = {}
+    for name, tensor in parent.state["model"].items():
+        stack, _, rest = name.partition(".")
+        if stack not in maps:
+            weights[name] = tensor
+            continue
+        index, _, tail = rest.partition(".")
+        for j, chosen in enumerate(maps[stack]):
+            if chosen == int(index):
+                weights[f"{stack}.{j}.{tail}"] = tensor
+    return weights
+
+
+def check_architecture(parent: Parent, config: ModelConfig, train: TrainConfig) -> None:
+    """The child's model section must describe the parent's architecture, but for the depth
+    of a stack whose layers `train` picks (shrink and fine-tune)."""
     ours, theirs = asdict(config), parent.state["model_config"]
+    shrunk = {"enc_layers": train.init_encoder_layers, "dec_layers": train.init_decoder_layers}
     for key in ARCHITECTURE_KEYS:
+        if shrunk.get(key):
+            continue
         if key in theirs and ours[key] != theirs[key]:
             raise ConfigError(
                 f"model.{key}: {ours[key]!r} in the config, but train.init_from {parent.path} "

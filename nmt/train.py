@@ -51,10 +51,10 @@ from nmt.fileio import FolderLock, atomic_write_text, remove_stale_temporaries
 from nmt.finetune import (
     Parent,
     apply_freezing,
-    check_architecture,
     frozen_parameters,
     load_parent,
     parent_checkpoint,
+    parent_weights,
 )
 from nmt.machine import describe_cpu, hardware
 from nmt.model import Transformer
@@ -202,8 +202,7 @@ class Trainer:
         if self.world > 1:
             torch.manual_seed(c.seed + self.rank)  # each rank its own dropout masks
         if self.parent is not None:
-            check_architecture(self.parent, config.model)
-            self.model.load_state_dict(self.parent.state["model"])
+            self.model.load_state_dict(parent_weights(self.parent, config.model, c))
             log.info(
                 "fine-tuning from %s (sha256 %s): fresh optimizer and schedule%s",
                 self.parent.path,
@@ -291,11 +290,17 @@ class Trainer:
 
     def _frozen_note(self) -> str:
         c = self.config.train
+        picked = [
+            f"{stack} layers {list(getattr(c, f'init_{stack}_layers'))}"
+            for stack in ("encoder", "decoder")
+            if getattr(c, f"init_{stack}_layers")
+        ]
+        note = f"; from the parent's {' and '.join(picked)}" if picked else ""
         frozen = [n for n in ("embeddings", "encoder") if getattr(c, f"freeze_{n}")]
         if not frozen:
-            return ""
+            return note
         span = f"the first {c.freeze_steps} updates" if c.freeze_steps else "every update"
-        return f"; {' and '.join(frozen)} frozen for {span}"
+        return f"{note}; {' and '.join(frozen)} frozen for {span}"
 
     # ---- checkpoints -------------------------------------------------------------------
     def save(self, snapshot: bool = True) -> None:

@@ -155,3 +155,58 @@ def test_the_parent_is_recorded_in_checkpoints_summary_and_exports(tmp_path, par
     for fmt, info in (("ct2", "nmt_export.json"), ("safetensors", "nmt_export.json")):
         out = export(child, tmp_path / fmt, format=fmt)
         assert json.loads((out / info).read_text())["parent"]["sha256"] == expected["sha256"]
+
+
+def test_a_shallower_child_starts_from_the_parent_layers_it_names(tmp_path, parent):
+    """Shrink and fine-tune: a 2+1 child of the 2+2 parent takes the parent's decoder layer 1
+    as its only one, and everything else as it is."""
+    trainer = Trainer(
+        child_config(tmp_path, parent, "model.dec_layers=1", "train.init_decoder_layers=[1]")
+    )
+    before = load_checkpoint(find_checkpoint(parent[0]))["model"]
+    state = trainer.model.state_dict()
+    kept = {k for k in before if not k.startswith("decoder.0.")}
+    assert set(state) == {k.replace("decoder.1.", "decoder.0.") for k in kept}
+    for name, tensor in state.items():
+        source = name.replace("decoder.0.", "decoder.1.")
+        assert torch.equal(tensor, before[source]), name
+    # The same child from decoder layer 0 differs in that layer only.
+    other = Trainer(
+        child_config(tmp_path / "b", parent, "model.dec_layers=1", "train.init_decoder_layers=[0]")
+    ).model.state_dict()
+    changed = {k for k in state if not torch.equal(state[k], other[k])}
+    assert changed and all(k.startswith("decoder.0.") for k in changed)
+    summary = train(
+        child_config(
+            tmp_path / "c",
+            parent,
+            "model.dec_layers=1",
+            "train.init_decoder_layers=[1]",
+            "train.max_steps=3",
+        )
+    )
+    assert summary["steps"] == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["model.dec_layers=1"], r"^model.dec_layers: 1 in the config, but .* has 2"),
+        (
+            ["model.dec_layers=1", "train.init_decoder_layers=[0,1]"],
+            r"^train.init_decoder_layers: names 2 layers, but model.dec_layers is 1$",
+        ),
+        (
+            ["model.enc_layers=1", "train.init_encoder_layers=[2]"],
+            r"^train.init_encoder_layers: layer 2 is out of range: .* has 2 encoder layers",
+        ),
+    ],
+)
+def test_a_child_of_another_depth_names_the_layers_it_keeps(tmp_path, parent, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        Trainer(child_config(tmp_path, parent, *extra))
+
+
+def test_picking_layers_needs_a_parent():
+    with pytest.raises(ConfigError, match="^train.init_decoder_layers: needs train.init_from$"):
+        TrainConfig(init_decoder_layers=(0,))
