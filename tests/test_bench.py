@@ -243,6 +243,8 @@ def test_grid_errors_name_the_key(tmp_path, fake_models, change, key):
         ({"path": "pt", "translators": 2}, "models[0].translators: applies to CTranslate2"),
         ({"path": "ct2", "translators": 0}, "models[0].translators: must be >= 1"),
         ({"path": "ct2", "threads": [0]}, "models[0].threads: values must be >= 1"),
+        ({"path": "ct2", "ensemble": ["pt"]}, "models[0].ensemble: ensembles are PyTorch"),
+        ({"path": "pt", "ensemble": ["missing"]}, "models[0].ensemble[0]: missing does not"),
     ],
 )
 def test_grid_model_errors_name_the_key(tmp_path, fake_models, model, key):
@@ -565,6 +567,35 @@ def test_tiny_benchmark_end_to_end(toy_models, tmp_path):
     assert len(forced.measured) == 2
     records = read_records(out / "results.jsonl")
     assert len(records) == 6 and len(latest(records)) == 4
+
+
+def test_an_ensemble_is_one_model_of_the_grid(toy_models, tmp_path):
+    """An ensemble of a model with itself translates as the model does (the mean of two equal
+    distributions), is measured as one cell and counts both members' files."""
+    models = [
+        {"name": "toy-pt", "path": str(toy_models / "run")},
+        {"name": "toy-x2", "path": str(toy_models / "run"), "ensemble": [str(toy_models / "run")]},
+    ]
+    grid = {"devices": ["cpu"], "beam_sizes": [1], "batch_sizes": [4], "threads": [1]}
+    path = write_grid(
+        tmp_path / "g.yaml",
+        models,
+        toy_models / "toy" / "val.en",
+        toy_models / "toy" / "val.de",
+        grid=grid,
+        repeats=1,
+        warmup_batches=0,
+        latency_sentences=0,
+    )
+    out = tmp_path / "report"
+    result = bench(load_bench_config(path, min_repeats=1), out)
+    assert len(result.measured) == 2 and not result.failed
+    single, pair = sorted(read_records(out / "results.jsonl"), key=lambda r: r["cell"]["model"])
+    assert pair["cell"]["ensemble"] == [str((toy_models / "run").resolve())]
+    assert pair["quality"]["bleu"] == single["quality"]["bleu"] > 50
+    assert pair["model"]["size_mb"] == pytest.approx(2 * single["model"]["size_mb"], rel=0.01)
+    assert "model toy-x2: " in (out / "report.md").read_text()
+    assert "(ensemble)" in (out / "report.md").read_text()
 
 
 def test_cli_lists_and_reports(toy_models, tmp_path, capsys):

@@ -85,7 +85,8 @@ def load_translator(cell: Cell):
     if cell.backend == "ctranslate2":
         options["compute_type"] = cell.compute_type
         options["inter_threads"] = cell.translators
-    translator = load(cell.path, backend=cell.backend, **options)
+    paths = [cell.path, *cell.ensemble] if cell.ensemble else cell.path
+    translator = load(paths, backend=cell.backend, **options)
     if cell.backend == "pytorch" and cell.compute_type != "float32":
         import torch
 

@@ -70,10 +70,13 @@ _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model artifact: a run folder or .pt checkpoint (PyTorch) or an export folder."""
+    """One model artifact: a run folder or .pt checkpoint (PyTorch) or an export folder; with
+    `ensemble`, the further members of a PyTorch ensemble that `path` leads (one vocabulary,
+    probabilities averaged per step, as `nmt-translate -m A -m B`)."""
 
     name: str
     path: str
+    ensemble: tuple[str, ...] = ()
     backend: str = "auto"  # a key of nmt.translate.BACKENDS, or recognised from the path
     compute_types: tuple[str, ...] = ()  # empty: DEFAULT_COMPUTE_TYPES for the device
     use_vmap: tuple[bool, ...] = ()  # CTranslate2; empty: [false, true] if it ships a vmap
@@ -226,6 +229,7 @@ class Cell:
     min_pass_seconds: float = 0.0  # see BenchConfig
     pin_cpus: bool = False
     environment: dict[str, str] = field(default_factory=dict)  # see ModelEntry
+    ensemble: tuple[str, ...] = ()  # the further members' paths (see ModelEntry)
 
     @property
     def thread_layout(self) -> str:
@@ -244,8 +248,9 @@ class Cell:
     @property
     def spec_hash(self) -> str:
         spec = self.to_dict()
-        if not spec["environment"]:  # cells measured before the key existed keep their hash
-            del spec["environment"]
+        for key in ("environment", "ensemble"):  # cells measured before these keys existed
+            if not spec[key]:  # keep their hash
+                del spec[key]
         text = json.dumps(spec, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -257,6 +262,7 @@ class Cell:
         values = dict(values)
         values["decoding"] = Decoding(**values["decoding"])
         values["model_files"] = tuple(values["model_files"])
+        values["ensemble"] = tuple(values.get("ensemble", ()))
         return cls(**values)
 
 
@@ -343,6 +349,7 @@ def expand_cells(config: BenchConfig, device: str | None = None) -> list[Cell]:
                         min_pass_seconds=config.min_pass_seconds,
                         pin_cpus=config.pin_cpus,
                         environment=dict(entry.environment),
+                        ensemble=tuple(str(Path(p).resolve()) for p in entry.ensemble),
                     )
                 )
     return cells
@@ -366,8 +373,14 @@ def _resolve_model(entry: ModelEntry, key: str) -> tuple[ModelEntry, str, list[P
         raise ConfigError(
             f"{key}.backend: unknown backend {backend!r} (known: auto, {', '.join(BACKENDS)})"
         )
+    if entry.ensemble and backend != "pytorch":
+        raise ConfigError(f"{key}.ensemble: ensembles are PyTorch models ({path} is {backend})")
     if backend == "pytorch":
         files = [find_checkpoint(path)]
+        for i, member in enumerate(entry.ensemble):
+            if not Path(member).exists():
+                raise ConfigError(f"{key}.ensemble[{i}]: {member} does not exist")
+            files.append(find_checkpoint(member))
     elif path.is_file():
         files = [path]
     else:

@@ -387,8 +387,11 @@ def _settings_section(ok: list[dict[str, Any]]) -> list[str]:
             f"the first {max_lines}" if max_lines else "all"
         )
         lines.append(f"- test set {name}: `{src}` / `{ref}`; {chosen}: {n} sentences")
-    for model in _distinct((r["cell"]["model"], r["cell"]["path"]) for r in ok):
-        lines.append(f"- model {model[0]}: `{model[1]}`")
+    for model in _distinct(
+        (r["cell"]["model"], r["cell"]["path"], *r["cell"].get("ensemble", ())) for r in ok
+    ):
+        members = " + ".join(f"`{p}`" for p in model[1:])
+        lines.append(f"- model {model[0]}: {members}" + (" (ensemble)" if len(model) > 2 else ""))
     return [*lines, ""]
 
 
