@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Publish a Transformer-tiny member trained on in runs/tiny-MEMBER (nmt-train --resume with a
+# larger train.max_steps) into models/multi30k-tiny/MEMBER as float16 safetensors. The
+# previous weights' evidence (scores, translations, summary, export info) moves to
+# benchmarks/results/multi30k-tiny/MEMBER/stepN/ (N: their step); the new run's config,
+# summary, log and test translations and scores (greedy and beam 4, PyTorch, 1 thread) take
+# its place.
+#
+#   scripts/publish_tiny_member.sh MEMBER [TRAIN_LOG ...]   # RUN=runs/... overrides the folder
+set -euo pipefail
+cd "$(dirname "$0")/.."
+member=$1
+shift
+run=${RUN:-runs/tiny-$member}
+data=${NMT_DATA_DIR:-../shared/data}/multi30k
+weights=models/multi30k-tiny/$member
+results=benchmarks/results/multi30k-tiny/$member
+step() { python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1"; }
+
+old=$(step "$weights/nmt_export.json")
+new=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$run/summary.json")
+if [ "$old" = "$new" ]; then
+    echo "$weights is already at step $new" >&2
+    exit 1
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+nmt-export "$run" -o "$work/export" --format safetensors --quantization float16 > /dev/null
+mkdir -p "$results/step$old"
+for f in "$results"/test.* "$results/summary.json" "$results/train.log"; do
+    [ -e "$f" ] && mv "$f" "$results/step$old/"
+done
+cp "$weights/nmt_export.json" "$results/step$old/"
+cp "$work/export/model.safetensors" "$work/export/nmt_export.json" "$weights/"
+cp "$run/summary.json" "$run/log.jsonl" "$run/config.yaml" "$results/"
+if [ $# -gt 0 ]; then cat "$@" > "$results/train.log"; fi
+
+for beam in 1 4; do
+    nmt-evaluate -m "$weights" --beam "$beam" --threads 1 \
+        --src "$data/test_2016_flickr.en" --ref "$data/test_2016_flickr.de" \
+        -o "$work/test-$beam" > /dev/null
+    cp "$work/test-$beam/hyp.txt" "$results/test.beam$beam.de"
+    cp "$work/test-$beam/scores.json" "$results/test.beam$beam.scores.json"
+    python -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[2], 'step', sys.argv[3], 'beam', sys.argv[4], s['bleu'], s['chrf'])" \
+        "$results/test.beam$beam.scores.json" "$member" "$new" "$beam"
+done
