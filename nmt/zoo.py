@@ -8,8 +8,10 @@ measured (`ROOT/bench/results.jsonl`) and writes
     ZOO/translations/NAME.beamK.TGT the test-set translations, line-aligned with the source
     ZOO/configs/NAME.yaml           the run config each model was trained with
 
-so that a reader can check every number without the weights. `write_release` copies one
-model's export into a release folder with a model card (README.md) built from its zoo row.
+so that a reader can check every number without the weights. A model's "export" may also be
+a PyTorch weights folder, and a row may be an ensemble of such folders (`ZooModel.ensemble`:
+the teacher of issue 18). `write_release` copies one model's export into a release folder
+with a model card (README.md) built from its zoo row.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ZooModel:
     data: str  # "original" (the teacher), "distilled", "mix"
     bench_name: str  # the export's model name in the benchmark records
     pytorch_bench_name: str = ""  # the run folder's, when the benchmark measured PyTorch
+    ensemble: tuple[Path, ...] = ()  # further members decoding with export_dir (PyTorch)
 
 
 def write_zoo(
@@ -57,9 +60,10 @@ def write_zoo(
     rows = []
     for model in models:
         row = _describe(model)
-        translator = load(model.export_dir, threads=1)
+        translator = load([model.export_dir, *model.ensemble], threads=1)
+        options = {"use_vmap": False} if translator.backend == "ctranslate2" else {}
         for beam in BEAMS:
-            hyps = translator.translate(sources, beam_size=beam, use_vmap=False)
+            hyps = translator.translate(sources, beam_size=beam, **options)
             path = out_dir / "translations" / f"{model.name}.beam{beam}.{tgt_lang}"
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, "".join(h + "\n" for h in hyps))
@@ -88,17 +92,24 @@ def _describe(model: ZooModel) -> dict[str, Any]:
     config = json.loads(json.dumps(_yaml(model.run_dir / "config.yaml")))
     summary = json.loads((model.run_dir / "summary.json").read_text(encoding="utf-8"))
     m = config["model"]
-    size = sum(f.stat().st_size for f in model.export_dir.iterdir() if f.is_file())
+    folders = [model.export_dir, *model.ensemble]
+    size = sum(f.stat().st_size for d in folders for f in d.iterdir() if f.is_file())
     export_info = json.loads((model.export_dir / "nmt_export.json").read_text(encoding="utf-8"))
+    layers = f"{m['enc_layers']}-{m['dec_layers']}"
+    parameters = summary["parameters"]
+    if model.ensemble:  # members of one shape (nmt.ensemble checks their vocabulary)
+        layers = f"{len(folders)} x {layers}"
+        parameters *= len(folders)
     return {
         "name": model.name,
         "data": model.data,
-        "layers": f"{m['enc_layers']}-{m['dec_layers']}",
+        "layers": layers,
         "d_model": m["d_model"],
         "ffn": m["ffn"],
         "heads": m["heads"],
-        "parameters": summary["parameters"],
+        "parameters": parameters,
         "export": str(model.export_dir),
+        "ensemble": [str(p) for p in model.ensemble],
         "quantization": export_info.get("quantization"),
         "export_mb": round(size / 1e6, 2),
         "training": {
@@ -173,8 +184,9 @@ def markdown(zoo: dict[str, Any]) -> str:
         "# Model zoo",
         "",
         f"Test set: `{zoo['test_set']['src']}` ({zoo['test_set']['sentences']} sentences), "
-        "whole set, translated by each model's CTranslate2 export, one thread, no vocabulary "
-        f"map. BLEU signature `{sig['bleu_signature']}`, chrF `{sig['chrf_signature']}`.",
+        "whole set, translated by each model's export (CTranslate2 without its vocabulary map; "
+        "PyTorch for a weights folder or an ensemble of them), one thread. "
+        f"BLEU signature `{sig['bleu_signature']}`, chrF `{sig['chrf_signature']}`.",
         f"Speed: target tokens/s measured by nmt-bench (median of the repeats, 1 thread, "
         f"batch of 32 sentences, the int8 export without its vocabulary map unless marked) on "
         f"{machine.describe_cpu(hw)}; '-': not measured.",
@@ -280,7 +292,7 @@ def model_card(
         f"FFN {row['ffn']}, {row['heads']} heads, {row['parameters']:,} parameters, "
         f"{row['parameters'] / teacher['parameters']:.2f}x the teacher's) exported to "
         f"CTranslate2 {row['quantization']} ({row['export_mb']:.1f} MB with its SentencePiece "
-        "model). Trained by nmt (`nmt-pipeline`) on Multi30k English->German image captions: "
+        "model). Trained by nmt on Multi30k English->German image captions: "
         f"learnt from **{row['data']}** data"
         + (
             f" (the teacher `{teacher['name']}`'s beam-search translations of the training set)."
