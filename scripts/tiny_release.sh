@@ -4,9 +4,10 @@
 # fine-tuned on its output (models/multi30k-tiny-distilled.yaml), exported to CTranslate2
 # int8 and scored on test_2016_flickr (greedy and beam 4, 1 thread); then one nmt-bench run
 # measures the ensemble, the members and the student side by side
-# (benchmarks/multi30k-tiny.yaml). Every step resumes or skips what is done.
+# (benchmarks/multi30k-tiny.yaml), and the zoo table of them all (scripts/tiny_zoo.py; with
+# --release NOTES.md it also replaces models/release/). Every step resumes or skips what is done.
 #
-#   scripts/tiny_release.sh [STAGE ...]   # stages: distil train export score bench (default all)
+#   scripts/tiny_release.sh [STAGE ...]   # distil train export score bench zoo (default all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${NMT_DATA_DIR:-../shared/data}
@@ -14,7 +15,7 @@ members=models/multi30k-tiny
 distilled=runs/distilled-x2
 run=runs/multi30k-tiny-distilled
 results=benchmarks/results/multi30k-tiny/distilled
-stages=("${@:-distil train export score bench}")
+stages=("${@:-distil train export score bench zoo}")
 stages=" ${stages[*]} "
 say() { echo "$(date -u +%T) $*"; }
 
@@ -52,4 +53,8 @@ fi
 if [[ $stages == *" bench "* ]]; then
     say "bench: ensemble, members and student in one run (nothing else may run meanwhile)"
     nmt-bench --config benchmarks/multi30k-tiny.yaml --data-dir "$data"
+fi
+if [[ $stages == *" zoo "* ]]; then
+    say "zoo: every model's test translations, scores and speeds in one table"
+    python scripts/tiny_zoo.py --data-dir "$data"
 fi

@@ -1,0 +1,54 @@
+"""The zoo table of issue 18, and the release: the ensemble teacher (models/multi30k-tiny/s1 +
+s2, PyTorch), each member (PyTorch and s1 as CTranslate2 int8) and the student distilled
+from the ensemble (CTranslate2 int8), on Multi30k test_2016_flickr, with the speeds of
+`nmt-bench --config benchmarks/multi30k-tiny.yaml` (run by scripts/tiny_release.sh first).
+
+    python scripts/tiny_zoo.py [--data-dir ../shared/data] [--release NOTES.md]
+
+--release copies the student's export to models/release/multi30k-en-de-student with a model
+card built from its zoo row, NOTES.md (the earlier release's history) appended to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nmt.datasets import get_file
+from nmt.zoo import ZooModel, write_release, write_zoo
+
+RESULTS = Path("benchmarks/results/multi30k-tiny")
+MEMBERS = Path("models/multi30k-tiny")
+RELEASE = Path("models/release/multi30k-en-de-student")
+
+
+def models() -> list[ZooModel]:
+    s1, s2 = MEMBERS / "s1", MEMBERS / "s2"
+    return [
+        ZooModel("teacher-s1+s2", RESULTS / "s1", s1, "original", "teacher-s1+s2",
+                 "teacher-s1+s2", ensemble=(s2,)),
+        ZooModel("s1", RESULTS / "s1", s1, "original", "s1", "s1"),
+        ZooModel("s2", RESULTS / "s2", s2, "original", "s2", "s2"),
+        ZooModel("s1-int8", RESULTS / "s1", Path("runs/exports/tiny-s1-int8"), "original",
+                 "s1-int8"),
+        ZooModel("distilled-int8", Path("runs/multi30k-tiny-distilled"),
+                 Path("runs/exports/tiny-distilled-int8"), "distilled", "distilled-int8"),
+    ]  # fmt: skip
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default="../shared/data")
+    p.add_argument("--release", metavar="NOTES.md", help="release the student, with these notes")
+    args = p.parse_args()
+    src = get_file("multi30k", "test_2016_flickr.en", args.data_dir)
+    ref = get_file("multi30k", "test_2016_flickr.de", args.data_dir)
+    zoo = write_zoo(models(), src, ref, RESULTS / "zoo", RESULTS / "bench" / "results.jsonl")
+    print((RESULTS / "zoo" / "zoo.md").read_text())
+    if args.release:
+        notes = Path(args.release).read_text(encoding="utf-8")
+        print(write_release(zoo, "distilled-int8", RELEASE, notes))
+
+
+if __name__ == "__main__":
+    main()
