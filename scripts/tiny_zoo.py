@@ -3,15 +3,18 @@ s2, PyTorch), each member (PyTorch and s1 as CTranslate2 int8) and the student d
 from the ensemble (CTranslate2 int8), on Multi30k test_2016_flickr, with the speeds of
 `nmt-bench --config benchmarks/multi30k-tiny.yaml` (run by scripts/tiny_release.sh first).
 
-    python scripts/tiny_zoo.py [--data-dir ../shared/data] [--release NOTES.md]
+    python scripts/tiny_zoo.py [--data-dir ../shared/data]   # writes RESULTS/zoo/
+    python scripts/tiny_zoo.py --release NOTES.md                # then, from its zoo.json
 
 --release copies the student's export to models/release/multi30k-en-de-student with a model
-card built from its zoo row, NOTES.md (the earlier release's history) appended to it.
+card built from its zoo row, NOTES.md (how it was made, the earlier release's history)
+appended to it; it translates nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from nmt.datasets import get_file
@@ -25,8 +28,8 @@ RELEASE = Path("models/release/multi30k-en-de-student")
 def models() -> list[ZooModel]:
     s1, s2 = MEMBERS / "s1", MEMBERS / "s2"
     return [
-        ZooModel("teacher-s1+s2", RESULTS / "s1", s1, "original", "teacher-s1+s2",
-                 "teacher-s1+s2", ensemble=(s2,)),
+        ZooModel("teacher-s1-s2", RESULTS / "s1", s1, "original", "teacher-s1-s2",
+                 "teacher-s1-s2", ensemble=(s2,)),
         ZooModel("s1", RESULTS / "s1", s1, "original", "s1", "s1"),
         ZooModel("s2", RESULTS / "s2", s2, "original", "s2", "s2"),
         ZooModel("s1-int8", RESULTS / "s1", Path("runs/exports/tiny-s1-int8"), "original",
@@ -41,13 +44,15 @@ def main() -> None:
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--release", metavar="NOTES.md", help="release the student, with these notes")
     args = p.parse_args()
-    src = get_file("multi30k", "test_2016_flickr.en", args.data_dir)
-    ref = get_file("multi30k", "test_2016_flickr.de", args.data_dir)
-    zoo = write_zoo(models(), src, ref, RESULTS / "zoo", RESULTS / "bench" / "results.jsonl")
-    print((RESULTS / "zoo" / "zoo.md").read_text())
     if args.release:
+        zoo = json.loads((RESULTS / "zoo" / "zoo.json").read_text(encoding="utf-8"))
         notes = Path(args.release).read_text(encoding="utf-8")
         print(write_release(zoo, "distilled-int8", RELEASE, notes))
+        return
+    src = get_file("multi30k", "test_2016_flickr.en", args.data_dir)
+    ref = get_file("multi30k", "test_2016_flickr.de", args.data_dir)
+    write_zoo(models(), src, ref, RESULTS / "zoo", RESULTS / "bench" / "results.jsonl")
+    print((RESULTS / "zoo" / "zoo.md").read_text())
 
 
 if __name__ == "__main__":
