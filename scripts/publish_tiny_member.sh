@@ -12,7 +12,6 @@ cd "$(dirname "$0")/.."
 member=$1
 shift
 run=${RUN:-runs/tiny-$member}
-data=${NMT_DATA_DIR:-../shared/data}/multi30k
 weights=models/multi30k-tiny/$member
 results=benchmarks/results/multi30k-tiny/$member
 step() { python -c "import json,sys; print(json.load(open(sys.argv[1]))['step'])" "$1"; }
@@ -36,12 +35,4 @@ cp "$work/export/model.safetensors" "$work/export/nmt_export.json" "$weights/"
 cp "$run/summary.json" "$run/log.jsonl" "$run/config.yaml" "$results/"
 if [ $# -gt 0 ]; then cat "$@" > "$results/train.log"; fi
 
-for beam in 1 4; do
-    nmt-evaluate -m "$weights" --beam "$beam" --threads 1 \
-        --src "$data/test_2016_flickr.en" --ref "$data/test_2016_flickr.de" \
-        -o "$work/test-$beam" > /dev/null
-    cp "$work/test-$beam/hyp.txt" "$results/test.beam$beam.de"
-    cp "$work/test-$beam/scores.json" "$results/test.beam$beam.scores.json"
-    python -c "import json,sys; s=json.load(open(sys.argv[1])); print(sys.argv[2], 'step', sys.argv[3], 'beam', sys.argv[4], s['bleu'], s['chrf'])" \
-        "$results/test.beam$beam.scores.json" "$member" "$new" "$beam"
-done
+scripts/score_test.sh "$results" test -m "$weights"

@@ -37,16 +37,7 @@ if [[ $stages == *" export "* ]]; then
 fi
 if [[ $stages == *" score "* ]]; then
     say "score: the student's test translations"
-    mkdir -p "$results"
-    for beam in 1 4; do
-        nmt-evaluate -m runs/exports/tiny-distilled-int8 --beam "$beam" --threads 1 --no-vmap \
-            --src "$data/multi30k/test_2016_flickr.en" --ref "$data/multi30k/test_2016_flickr.de" \
-            -o "$run/test-$beam" > /dev/null
-        cp "$run/test-$beam/hyp.txt" "$results/test.beam$beam.de"
-        cp "$run/test-$beam/scores.json" "$results/test.beam$beam.scores.json"
-        python -c "import json,sys; s=json.load(open(sys.argv[1])); print('student int8 beam', sys.argv[2], s['bleu'], s['chrf'])" \
-            "$results/test.beam$beam.scores.json" "$beam"
-    done
+    scripts/score_test.sh "$results" test -m runs/exports/tiny-distilled-int8 --no-vmap
     cp "$run/summary.json" "$run/config.yaml" "$run/log.jsonl" "$results/"
     cp "$distilled"/*.json "$results/" 2>/dev/null || true
 fi
