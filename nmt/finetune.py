@@ -65,12 +65,19 @@ class Parent:
     def tokenizer(self) -> Tokenizer:
         return Tokenizer(self.state["tokenizer_model"], f"{self.path}:tokenizer")
 
+    @property
+    def step(self) -> int | None:
+        """The parent's update count: a checkpoint's own, or the one a weights file records."""
+        if "step" in self.state:
+            return self.state["step"]
+        return (self.state.get("provenance") or {}).get("step")
+
     def provenance(self) -> dict[str, Any]:
         """What every checkpoint, summary and export of the child records."""
         return {
             "path": str(self.path),
             "sha256": self.sha256,
-            "step": self.state.get("step"),
+            "step": self.step,
             "tokenizer_sha256": self.state["tokenizer_sha256"],
         }
 

@@ -64,6 +64,7 @@ def test_a_weights_folder_is_a_parent(tmp_path, parent):
     state = trainer.model.state_dict()
     assert all(torch.equal(state[k], reference[k]) for k in reference)
     assert trainer.parent.path == weights / "model.safetensors"
+    assert trainer.parent.provenance()["step"] == 60  # the step the weights file records
 
 
 def test_another_tokenizer_is_an_error_naming_the_key(tmp_path, parent):
