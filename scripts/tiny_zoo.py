@@ -1,7 +1,8 @@
-"""The zoo table of issue 18, and the release: the ensemble teacher (models/multi30k-tiny/s1 +
-s2, PyTorch), each member (PyTorch and s1 as CTranslate2 int8) and the student distilled
-from the ensemble (CTranslate2 int8), on Multi30k test_2016_flickr, with the speeds of
-`nmt-bench --config benchmarks/multi30k-tiny.yaml` (run by scripts/tiny_release.sh first).
+"""The zoo table of issue 18, and the release: the ensemble teachers (models/multi30k-tiny/s1 +
+s2 + s3, and s1 + s2, PyTorch), each member (PyTorch and s1 as CTranslate2 int8) and the
+student distilled from the ensemble s1 + s2 (CTranslate2 int8), on Multi30k test_2016_flickr,
+with the speeds of `nmt-bench --config benchmarks/multi30k-tiny.yaml` (run by
+scripts/tiny_release.sh first).
 
     python scripts/tiny_zoo.py [--data-dir ../shared/data]   # writes RESULTS/zoo/
     python scripts/tiny_zoo.py --release NOTES.md                # then, from its zoo.json
@@ -26,12 +27,15 @@ RELEASE = Path("models/release/multi30k-en-de-student")
 
 
 def models() -> list[ZooModel]:
-    s1, s2 = MEMBERS / "s1", MEMBERS / "s2"
+    s1, s2, s3 = MEMBERS / "s1", MEMBERS / "s2", MEMBERS / "s3"
     return [
+        ZooModel("teacher-s1-s2-s3", RESULTS / "s1", s1, "original", "teacher-s1-s2-s3",
+                 "teacher-s1-s2-s3", ensemble=(s2, s3)),
         ZooModel("teacher-s1-s2", RESULTS / "s1", s1, "original", "teacher-s1-s2",
                  "teacher-s1-s2", ensemble=(s2,)),
         ZooModel("s1", RESULTS / "s1", s1, "original", "s1", "s1"),
         ZooModel("s2", RESULTS / "s2", s2, "original", "s2", "s2"),
+        ZooModel("s3", RESULTS / "s3", s3, "original", "s3", "s3"),
         ZooModel("s1-int8", RESULTS / "s1", Path("runs/exports/tiny-s1-int8"), "original",
                  "s1-int8"),
         ZooModel("distilled-int8", Path("runs/multi30k-tiny-distilled"),
