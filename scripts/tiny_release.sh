@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 18's release candidate from the committed Transformer-tiny members: the ensemble
-# s1+s2 (PyTorch, beam 4) translates the Multi30k training set (nmt-distill), a member is
+# s1+s2+s3 (PyTorch, beam 4) translates the Multi30k training set (nmt-distill), a member is
 # fine-tuned on its output (models/multi30k-tiny-distilled.yaml), exported to CTranslate2
 # int8 and scored on test_2016_flickr (greedy and beam 4, 1 thread); then one nmt-bench run
 # measures the ensemble, the members and the student side by side
@@ -12,16 +12,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${NMT_DATA_DIR:-../shared/data}
 members=models/multi30k-tiny
-distilled=runs/distilled-x2
-run=runs/multi30k-tiny-distilled
+distilled=runs/distilled-x3
+run=runs/multi30k-tiny-distilled-x3
 results=benchmarks/results/multi30k-tiny/distilled
 stages=("${@:-distil train export score bench zoo}")
 stages=" ${stages[*]} "
 say() { echo "$(date -u +%T) $*"; }
 
 if [[ $stages == *" distil "* ]]; then
-    say "distil: the ensemble s1+s2 translates the training set (beam 4)"
-    nmt-distill -t "$members/s1" -t "$members/s2" --data multi30k --data-dir "$data" \
+    say "distil: the ensemble s1+s2+s3 translates the training set (beam 4)"
+    nmt-distill -t "$members/s1" -t "$members/s2" -t "$members/s3" --data multi30k --data-dir "$data" \
         -o "$distilled" --beam 4 --workers 2 --threads 1
 fi
 if [[ $stages == *" train "* ]]; then

@@ -1,6 +1,6 @@
 """The zoo table of issue 18, and the release: the ensemble teachers (models/multi30k-tiny/s1 +
 s2 + s3, and s1 + s2, PyTorch), each member (PyTorch and s1 as CTranslate2 int8) and the
-student distilled from the ensemble s1 + s2 (CTranslate2 int8), on Multi30k test_2016_flickr,
+student distilled from the ensemble s1 + s2 + s3 (CTranslate2 int8), on Multi30k test_2016_flickr,
 with the speeds of `nmt-bench --config benchmarks/multi30k-tiny.yaml` (run by
 scripts/tiny_release.sh first).
 
@@ -8,8 +8,8 @@ scripts/tiny_release.sh first).
     python scripts/tiny_zoo.py --release NOTES.md                # then, from its zoo.json
 
 --release copies the student's export to models/release/multi30k-en-de-student with a model
-card built from its zoo row, NOTES.md (how it was made, the earlier release's history)
-appended to it; it translates nothing.
+card built from its zoo row, NOTES.md (how it was made, the earlier releases' history;
+benchmarks/results/multi30k-tiny/release-notes.md) appended to it; it translates nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def models() -> list[ZooModel]:
         ZooModel("s3", RESULTS / "s3", s3, "original", "s3", "s3"),
         ZooModel("s1-int8", RESULTS / "s1", Path("runs/exports/tiny-s1-int8"), "original",
                  "s1-int8"),
-        ZooModel("distilled-int8", Path("runs/multi30k-tiny-distilled"),
+        ZooModel("distilled-int8", Path("runs/multi30k-tiny-distilled-x3"),
                  Path("runs/exports/tiny-distilled-int8"), "distilled", "distilled-int8"),
     ]  # fmt: skip
 
