@@ -2,7 +2,7 @@
 
     python benchmarks/tiny_sweep.py --out benchmarks/results/multi30k-tiny/sweep \\
         s1=benchmarks/results/multi30k-tiny/s1 \\
-        dropout0.2=benchmarks/results/multi30k-tiny/sweep-dropout0.2
+        dropout0.2=benchmarks/results/multi30k-tiny/s1-dropout0.2
 
 Each LABEL=DIR is a run's evidence folder as report_run.py and the member scripts leave it:
 DIR/log.jsonl (the dev validations, greedy) and DIR/summary.json, with the summaries of
