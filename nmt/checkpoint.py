@@ -8,13 +8,16 @@ a command, say) is refused before anything in it runs. Files written before this
 stored the torch version as `torch.torch_version.TorchVersion`, a `str` subclass; that one
 class is allowed, so they load as they are.
 
-Verification on load: the CRC-32 of every record of the file (torch.save writes a zip
-archive with CRCs that torch.load does not check), the format version, and that the weights
-have the names and shapes their model config implies.
+Verification on load: that no record is compressed or declares more bytes than the file
+holds (a zip bomb, refused before anything is inflated), the CRC-32 of every record of the
+file (torch.save writes a zip archive with CRCs that torch.load does not check), the format
+version, and that the weights have the names and shapes their model config implies, layer
+counts checked before any module is built and max_positions within model.MAX_POSITIONS.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import pickle
@@ -87,6 +90,16 @@ def save_checkpoint(
     tokenizer_sha256: str,
     **extra: Any,
 ) -> None:
+    """Write `model` with its config, run config and tokenizer hash to `path` (atomically).
+    Weights holding NaN or infinity (a diverged run) are refused, leaving the file already
+    at `path`, if any, as it was."""
+    weights = model.state_dict()  # tied weights stay one tensor in the file
+    bad = non_finite(weights)
+    if bad:
+        raise CheckpointError(
+            f"{path}: not written: the weights hold NaN or infinity ({_some(bad)}); "
+            "the file already there, if any, is left as it was"
+        )
     extra.setdefault("torch_version", str(torch.__version__))
     state = {
         "format_version": FORMAT_VERSION,
@@ -94,10 +107,26 @@ def save_checkpoint(
         "model_config": run_config["model"],
         "run_config": run_config,
         "tokenizer_sha256": tokenizer_sha256,
-        "model": model.state_dict(),  # tied weights stay one tensor in the file
+        "model": weights,
         **extra,
     }
     atomic_torch_save(state, path)
+
+
+def non_finite(weights: dict[str, torch.Tensor]) -> list[str]:
+    """The names of the floating-point tensors of `weights` that hold NaN or infinity; one
+    device synchronisation for all of them."""
+    floats = {k: v for k, v in weights.items() if v.is_floating_point()}
+    if not floats:
+        return []
+    finite = torch.stack([torch.isfinite(v).all() for v in floats.values()])
+    if bool(finite.all()):
+        return []
+    return [k for k, ok in zip(floats, finite.tolist(), strict=True) if not ok]
+
+
+def _some(names: list[str]) -> str:
+    return names[0] + (f" and {len(names) - 1} more" if len(names) > 1 else "")
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -112,7 +141,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             raise CheckpointError(str(e)) from None
         _check_weights(path, state)
         return state
-    _check_crc(path)
+    _check_archive(path)
     try:
         with torch.serialization.safe_globals(_ALLOWED_GLOBALS):
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -145,9 +174,29 @@ def _refused_global(error: Exception) -> str:
     return f" ({match.group(0)})" if match else ""
 
 
-def _check_crc(path: Path) -> None:
+def _check_archive(path: Path) -> None:
+    """Refuse a zip bomb from the archive's directory alone, before any record is read:
+    torch.save stores every record uncompressed, so a compressed record, or records that
+    declare more bytes than the file holds (overlapping ones), can only make torch.load
+    allocate more than the file justifies (a 4.7 MB file inflating to 4 GiB took 33 s and
+    4.3 GB of memory to refuse). Then the CRC-32 of every record, which torch.load skips."""
+    size = path.stat().st_size
     try:
         with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+            for r in records:
+                if r.compress_type != zipfile.ZIP_STORED or r.file_size != r.compress_size:
+                    raise CheckpointError(
+                        f"{path}: record {r.filename} is compressed ({r.compress_size:,} "
+                        f"bytes inflating to {r.file_size:,}); torch.save never compresses: "
+                        "refused unread as a zip bomb"
+                    )
+            declared = sum(r.file_size for r in records)
+            if declared > size:
+                raise CheckpointError(
+                    f"{path}: its records declare {declared:,} bytes, more than the file's "
+                    f"{size:,}; refused unread as a zip bomb"
+                )
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError) as e:
         raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
@@ -163,8 +212,20 @@ def _check_weights(path: Path, state: dict[str, Any]) -> None:
         config = from_dict(ModelConfig, state["model_config"], "model.")
     except ConfigError as e:
         raise CheckpointError(f"{path}: model_config: {e}") from None
-    with torch.device("meta"):
-        expected = {k: v.shape for k, v in Transformer(config).state_dict().items()}
+    # The layer counts first: even on the meta device each layer is Python objects, so a
+    # config asking a 2-layer file for a million layers would cost minutes and gigabytes.
+    for key, stack in (("enc_layers", "encoder."), ("dec_layers", "decoder.")):
+        held = len({str(k).split(".")[1] for k in state["model"] if str(k).startswith(stack)})
+        if getattr(config, key) != held:
+            raise CheckpointError(
+                f"{path}: model_config.{key} is {getattr(config, key):,} but the weights "
+                f"hold {held} layers there"
+            )
+    try:  # the model refuses a positional table beyond model.MAX_POSITIONS
+        with torch.device("meta"):
+            expected = {k: v.shape for k, v in Transformer(config).state_dict().items()}
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: model_config: {e}") from None
     found = {k: v.shape for k, v in state["model"].items()}
     if found != expected:
         missing = sorted(expected.keys() - found.keys())
@@ -176,9 +237,19 @@ def _check_weights(path: Path, state: dict[str, Any]) -> None:
         )
 
 
-def model_from_checkpoint(state: dict[str, Any]) -> Transformer:
-    model = Transformer(from_dict(ModelConfig, state["model_config"], "model."))
-    model.load_state_dict(state["model"])
+def model_from_checkpoint(state: dict[str, Any], source: str | Path | None = None) -> Transformer:
+    """The model of a loaded checkpoint. Out of memory building it, with the checkpoint's
+    path as `source`, the one-line error counts what building allocates (the positional
+    table included), not only the file."""
+    config = from_dict(ModelConfig, state["model_config"], "model.")
+    try:
+        model = Transformer(config)
+        model.load_state_dict(state["model"])
+    except (MemoryError, RuntimeError) as e:  # PyTorch's allocators raise RuntimeError
+        if source is None or not is_out_of_memory(e):
+            raise
+        built = Transformer.build_bytes(config)
+        raise CheckpointError(out_of_memory(source, built=built)) from None
     model.eval()
     return model
 
@@ -200,6 +271,9 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
                 f"{p}: tokenizer differs from {paths[-1]}'s; averaging models with different "
                 "vocabularies gives a meaningless model"
             )
+        bad = non_finite(s["model"])
+        if bad:
+            raise CheckpointError(f"{p}: weights hold NaN or infinity ({_some(bad)}); not averaged")
     avg: dict[str, torch.Tensor] = {}
     done: dict[int, torch.Tensor] = {}  # tied weights (one storage) averaged once, kept tied
     for key, value in ref["model"].items():
@@ -220,28 +294,12 @@ def average_checkpoints(paths: list[str | Path]) -> dict[str, Any]:
 
 def write_average(paths: list[str | Path], output: str | Path, force: bool = False) -> Path:
     """Average `paths` into the new checkpoint `output`. An existing `output` is replaced
-    only with `force` and only if it is an averaged checkpoint (never one of `paths`, never
-    another file); without `force` the write fails if `output` appears meanwhile."""
-    output = Path(output)
-    for p in paths:
-        if output.exists() and Path(p).exists() and output.samefile(p):
-            raise CheckpointError(f"{output}: is one of the checkpoints to average; not replaced")
-    if output.exists() or output.is_symlink():
-        if not force:
-            raise FileExistsError(f"{output}: already exists (use --force to replace it)")
-        if not _is_average(output):
-            raise CheckpointError(
-                f"{output}: exists and is not an averaged checkpoint; --force replaces only "
-                "what nmt-average made: choose another output file"
-            )
-    atomic_torch_save(average_checkpoints(paths), output, replace=force)
-    return output
+    only with `force` and only if nmt-average made it (never one of `paths`, never another
+    file: `nmt.outputs`); without `force` the write fails if `output` appears meanwhile."""
+    from nmt.outputs import claim
 
-
-def _is_average(path: Path) -> bool:
-    if path.is_symlink() or not path.is_file():
-        return False
-    try:
-        return "averaged_from" in load_checkpoint(path)
-    except CheckpointError:
-        return False
+    out = claim(output, "nmt-average", inputs=paths, force=force, folder=False)
+    averaged = average_checkpoints(paths)
+    buffer = io.BytesIO()
+    torch.save(averaged, buffer)
+    return out.write_bytes(buffer.getvalue())

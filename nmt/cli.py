@@ -39,7 +39,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from nmt.data import CorpusError
     from nmt.datasets import DatasetError
     from nmt.export.folder import ExportError
-    from nmt.fileio import FolderBusyError
+    from nmt.outputs import FolderBusyError
     from nmt.prepare import PrepareError
 
     # OSError: a missing or unreadable file, a full disk (the message names the file).
@@ -120,6 +120,9 @@ def translate_main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--input", "-i", help="input file (default: stdin)")
     p.add_argument("--output", "-o", help="output file (default: stdout)")
+    p.add_argument(
+        "--force", action="store_true", help="replace an output file nmt-translate wrote before"
+    )
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     p.add_argument("--beam", type=int, default=Decoding.beam_size, help="beam size (1 = greedy)")
     p.add_argument(
@@ -159,11 +162,18 @@ def translate_main(argv: list[str] | None = None) -> int:
     _setup_logging()
     from dataclasses import asdict
 
+    from nmt.outputs import claim
     from nmt.translate import load, translate_stream
 
-    for model in args.model:
-        if args.output and (clash := _overwritten_input(Path(args.output), args.input, model)):
-            return _fail(ValueError(f"{args.output}: is the {clash}; it would be destroyed"))
+    output = None
+    if args.output:
+        inputs = [args.input, *args.model]
+        try:
+            output = claim(
+                args.output, "nmt-translate", inputs=inputs, force=args.force, folder=False
+            )
+        except OSError as e:
+            return _fail(e)
     user_errors = _user_errors()  # imported now: once memory runs out, an import can fail
     engine: dict[str, object] = {"device": args.device, "threads": args.threads}
     extra: dict[str, object] = {}
@@ -201,11 +211,7 @@ def translate_main(argv: list[str] | None = None) -> int:
                     closefd=False,
                 )
             )
-            out = (
-                stack.enter_context(open(args.output, "w", encoding="utf-8"))
-                if args.output
-                else sys.stdout
-            )
+            out = stack.enter_context(output.open_text()) if output else sys.stdout
             for line in translate_stream(translator, src, **asdict(decoding), **extra):
                 out.write(line.replace("\n", " ") + "\n")
             out.flush()
@@ -221,17 +227,6 @@ def translate_main(argv: list[str] | None = None) -> int:
             )
         )
     return 0
-
-
-def _overwritten_input(output: Path, *inputs: str | None) -> str | None:
-    """What `output` would truncate: the input file or the model (the same file, also via a
-    link), named as such; None when it is neither."""
-    if not output.exists():
-        return None
-    for name, given in zip(("input file", "model file"), inputs, strict=True):
-        if given and Path(given).exists() and output.samefile(given):
-            return name
-    return None
 
 
 def average_main(argv: list[str] | None = None) -> int:
@@ -464,17 +459,18 @@ def vmap_main(argv: list[str] | None = None) -> int:
         p.error("give --src and --tgt, or --data")
     _setup_logging()
     from nmt.datasets import get_file
+    from nmt.outputs import claim
     from nmt.tokenizer import Tokenizer
-    from nmt.vmap import build_vmap_from_files, tokenizer_from, write_vmap
+    from nmt.vmap import VMAP, build_vmap_from_files, tokenizer_from, write_vmap
 
     try:
-        if Path(args.output).exists() and not args.force:
-            raise FileExistsError(f"{args.output}: already exists (use --force to replace it)")
-        tokenizer = Tokenizer.from_file(args.spm) if args.spm else tokenizer_from(args.model)
         src, tgt = args.src, args.tgt
         if args.data:
             src = get_file(args.data, f"{args.split}.{args.src_lang}", args.data_dir)
             tgt = get_file(args.data, f"{args.split}.{args.tgt_lang}", args.data_dir)
+        inputs = [src, tgt, args.spm, args.model]
+        claim(args.output, VMAP, inputs=inputs, force=args.force, folder=False)  # fail early
+        tokenizer = Tokenizer.from_file(args.spm) if args.spm else tokenizer_from(args.model)
         vmap = build_vmap_from_files(
             src,
             tgt,
@@ -485,7 +481,7 @@ def vmap_main(argv: list[str] | None = None) -> int:
             method=args.method,
             iterations=args.iterations,
         )
-        write_vmap(vmap, args.output)
+        write_vmap(vmap, args.output, inputs=inputs, force=args.force)
     except (*_user_errors(), FileExistsError) as e:
         return _fail(e)
     print(args.output)

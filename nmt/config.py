@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import numbers
+import operator
 import re
 import types
 import typing
@@ -43,12 +46,6 @@ class ModelConfig:
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
-        check(
-            self.d_model % self.heads == 0,
-            "model.heads",
-            f"must divide model.d_model ({self.d_model}), got {self.heads}",
-        )
-        check(self.d_model % 2 == 0, "model.d_model", f"must be even, got {self.d_model}")
         for name in ("vocab_size", "d_model", "heads", "ffn", "max_positions"):
             check(getattr(self, name) > 0, f"model.{name}", "must be positive")
         check(
@@ -56,8 +53,29 @@ class ModelConfig:
             "model.enc_layers",
             "encoder and decoder need at least one layer each",
         )
-        check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
-        check(0.0 <= self.attn_dropout < 1.0, "model.attn_dropout", "must be in [0, 1)")
+        # Bounds at or past the largest dense Transformers trained (d_model 16,384, ffn
+        # 73,728, 128 heads, 126 layers, 256k pieces): beyond them a slip (d_model 1e9 in a
+        # model_config) is likelier than intent, and building the model would exhaust
+        # memory instead of failing in one line. (max_positions: nmt.model.MAX_POSITIONS.)
+        for name, most in (
+            ("vocab_size", 1 << 20),
+            ("d_model", 16_384),
+            ("heads", 256),
+            ("ffn", 131_072),
+            ("enc_layers", 256),
+            ("dec_layers", 256),
+        ):
+            value = getattr(self, name)
+            check(value <= most, f"model.{name}", f"must be at most {most:,}, got {value:,}")
+        check(
+            self.d_model % self.heads == 0,
+            "model.heads",
+            f"must divide model.d_model ({self.d_model}), got {self.heads}",
+        )
+        check(self.d_model % 2 == 0, "model.d_model", f"must be even, got {self.d_model}")
+        check_number(self.dropout, "model.dropout", "[0, 1)")
+        check_number(self.attn_dropout, "model.attn_dropout", "[0, 1)")
+        check_number(self.layer_norm_eps, "model.layer_norm_eps", "> 0")
         check(
             self.activation in ("relu", "gelu"),
             "model.activation",
@@ -92,11 +110,7 @@ class TokenizerConfig:
             f"{' and 256 byte-fallback pieces' if self.byte_fallback else ''}),"
             f" got {self.vocab_size}",
         )
-        check(
-            0.9 <= self.character_coverage <= 1.0,
-            "tokenizer.character_coverage",
-            "must be in [0.9, 1.0]",
-        )
+        check_number(self.character_coverage, "tokenizer.character_coverage", "[0.9, 1]")
 
 
 @dataclass(frozen=True)
@@ -130,7 +144,7 @@ class DataConfig:
             "data.max_tokens",
             "must be >= data.min_tokens >= 0",
         )
-        check(self.max_ratio >= 1.0, "data.max_ratio", "must be >= 1.0")
+        check_number(self.max_ratio, "data.max_ratio", ">= 1")
 
 
 SCHEDULES = ("constant", "linear", "exponential", "inverse_sigmoid")
@@ -157,19 +171,19 @@ class ScheduledSamplingConfig:
             f"{key}.schedule",
             f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}",
         )
-        check(0.0 <= self.max_prob <= 1.0, f"{key}.max_prob", "must be in [0, 1]")
+        check_number(self.max_prob, f"{key}.max_prob", "[0, 1]")
         check(self.start_step >= 0, f"{key}.start_step", "must be >= 0")
         check(
             self.predictions in ("argmax", "sample"),
             f"{key}.predictions",
             f"must be argmax or sample, got {self.predictions!r}",
         )
-        if self.schedule == "linear":
-            check(self.k > 0, f"{key}.k", "linear: updates to reach max_prob, must be > 0")
-        elif self.schedule == "exponential":
-            check(0 < self.k < 1, f"{key}.k", "exponential: decay per update, must be in (0, 1)")
-        elif self.schedule == "inverse_sigmoid":
-            check(self.k >= 1, f"{key}.k", "inverse_sigmoid: must be >= 1")
+        k_range = {  # k's range and meaning by schedule; constant ignores it
+            "linear": ("> 0", " (linear: updates to reach max_prob)"),
+            "exponential": ("(0, 1)", " (exponential: decay per update)"),
+            "inverse_sigmoid": (">= 1", " (inverse_sigmoid: its constant)"),
+        }
+        check_number(self.k, f"{key}.k", *k_range.get(self.schedule, ("", "")))
 
     @property
     def enabled(self) -> bool:
@@ -220,7 +234,10 @@ class TrainConfig:
     scheduled_sampling: ScheduledSamplingConfig = field(default_factory=ScheduledSamplingConfig)
 
     def __post_init__(self) -> None:
-        check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
+        check_number(self.lr, "train.lr", "> 0")
+        check_number(self.beta1, "train.beta1", "[0, 1)")
+        check_number(self.beta2, "train.beta2", "[0, 1)")
+        check_number(self.adam_eps, "train.adam_eps", "> 0")
         for name in (
             "max_steps",
             "batch_tokens",
@@ -245,10 +262,10 @@ class TrainConfig:
             "train.average_last",
             f"cannot exceed train.keep_last ({self.keep_last}), the step checkpoints kept",
         )
-        check(self.max_minutes >= 0, "train.max_minutes", "must be >= 0")
-        check(0.0 <= self.label_smoothing < 1.0, "train.label_smoothing", "must be in [0, 1)")
-        check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
-        check(self.clip_norm >= 0, "train.clip_norm", "must be >= 0 (0 disables clipping)")
+        check_number(self.max_minutes, "train.max_minutes", ">= 0", " (0: no time limit)")
+        check_number(self.label_smoothing, "train.label_smoothing", "[0, 1)")
+        check_number(self.weight_decay, "train.weight_decay", ">= 0")
+        check_number(self.clip_norm, "train.clip_norm", ">= 0", " (0 disables clipping)")
         check(
             self.precision in ("auto", "fp32", "bf16", "fp16"),
             "train.precision",
@@ -302,6 +319,43 @@ def check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"{key}: {message}")
 
 
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+_BOUND = re.compile(r"^(>=|>|<=|<) (\S+)$")  # "> 0", ">= 1"
+_INTERVAL = re.compile(r"^([\[(])(\S+), (\S+)([\])])$")  # "[0, 1)", "(0, 1]"
+
+
+def check_number(value: Any, key: str, allowed: str = "", note: str = "") -> None:
+    """Raise `ConfigError("key: must be ALLOWED, got VALUE")` unless `value` is a finite real
+    number in `allowed`: an interval (``[0, 1)``), a bound (``> 0``, ``>= 1``) or empty (any
+    finite number); `note` follows the range in the message (`` (0: no limit)``). Every
+    float setting of every config class is checked with it: NaN fails every comparison
+    and infinity passes ``lr > 0``, and either trains a NaN model."""
+    bounds = _bounds(allowed)
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    finite = number and (isinstance(value, numbers.Integral) or math.isfinite(value))
+    if finite and all(_COMPARE[op](value, bound) for op, bound in bounds):
+        return
+    wanted = f"in {allowed}" if allowed[:1] in "[(" else allowed
+    if finite:
+        wanted = "positive" if allowed == "> 0" else wanted
+    else:
+        wanted = f"a finite number {wanted}".rstrip()
+    raise ConfigError(f"{key}: must be {wanted}{note}, got {value!r}")
+
+
+def _bounds(allowed: str) -> list[tuple[str, float]]:
+    """``"[0, 1)"`` -> ``[(">=", 0.0), ("<", 1.0)]``; ``"> 0"`` -> ``[(">", 0.0)]``."""
+    if not allowed:
+        return []
+    if match := _BOUND.match(allowed):
+        return [(match[1], float(match[2]))]
+    if match := _INTERVAL.match(allowed):
+        low = ">" if match[1] == "(" else ">="
+        high = "<" if match[4] == ")" else "<="
+        return [(low, float(match[2])), (high, float(match[3]))]
+    raise ValueError(f"not a range: {allowed!r} (want e.g. '[0, 1)', '> 0' or '')")
+
+
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a model's, stage's or folder's name
 
 
@@ -353,7 +407,11 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key + ".")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # 1e400 written out in digits: no float holds it
+            digits = len(str(abs(value)))
+            raise ConfigError(f"{key}: must be a finite number, got {digits} digits") from None
     if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:

@@ -18,40 +18,36 @@ to try instead.
 from __future__ import annotations
 
 import logging
-import math
 import numbers
 import os
 import resource
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from nmt.config import ConfigError
+from nmt.config import ConfigError, check_number
 
 log = logging.getLogger(__name__)
 
-# option -> (smallest value, integer or any real number, what the smallest value means)
-_RULES: dict[str, tuple[float, type, str]] = {
-    "beam_size": (1, int, " (1: greedy search)"),
-    "max_batch_tokens": (1, int, ""),
-    "length_penalty": (-math.inf, float, ""),  # < 0 favours short outputs, as in CTranslate2
-    "max_len_a": (0, float, ""),
-    "max_len_b": (0, int, ""),
-    "min_len": (0, int, ""),
+# option -> (allowed range, integer or any real number, what the smallest value means)
+_RULES: dict[str, tuple[str, type, str]] = {
+    "beam_size": (">= 1", int, " (1: greedy search)"),
+    "max_batch_tokens": (">= 1", int, ""),
+    "length_penalty": ("", float, ""),  # any finite: < 0 favours short outputs (CTranslate2)
+    "max_len_a": (">= 0", float, ""),
+    "max_len_b": (">= 0", int, ""),
+    "min_len": (">= 0", int, ""),
 }
 
 
 def check_option(option: str, value: object, key: str = "") -> None:
     """Raise ConfigError naming `key` (default: `option`) unless `value` is a valid value of
     decoding option `option` (a field of `Decoding`)."""
-    minimum, kind, meaning = _RULES[option]
+    allowed, kind, meaning = _RULES[option]
     key = key or option
     integral = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if kind is int and not integral:
         raise ConfigError(f"{key}: must be an integer, got {value!r}")
-    if not integral and not (isinstance(value, numbers.Real) and math.isfinite(value)):
-        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"{key}: must be >= {minimum}{meaning}, got {value!r}")
+    check_number(value, key, allowed, meaning)
 
 
 @dataclass(frozen=True)
@@ -126,11 +122,15 @@ def fits_in_memory(path: str | Path, copies: int = 1) -> bool:
     return room is None or copies * _disk_size(Path(path)) <= room
 
 
-def out_of_memory(path: str | Path, copies: int = 1) -> str:
+def out_of_memory(path: str | Path, copies: int = 1, built: int = 0) -> str:
     """One line: the model at `path` did not fit, how much it needs at least (`copies`
-    times its size on disk), the address-space limit if one is set, and what to try."""
-    need = copies * _disk_size(Path(path))
+    times its size on disk, plus the `built` bytes that building the model allocates, its
+    positional table included: a table no file stores can be most of the need), the
+    address-space limit if one is set, and what to try."""
+    need = copies * _disk_size(Path(path)) + built
     basis = "its size on disk" if copies == 1 else f"{copies} x its size on disk"
+    if built:
+        basis += f" + {_mib(built)} to build the model, positional table included"
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     bound = "" if limit == resource.RLIM_INFINITY else f" of the {_mib(limit)} allowed (ulimit -v)"
     return (

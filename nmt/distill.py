@@ -22,7 +22,8 @@ chunk is written atomically as `parts/NNNNNN.json`, and a restarted run translat
 the chunks still missing, so every line is translated once and the output keeps the
 corpus order. `parts/job.json` records what is being translated (teacher fingerprint,
 source checksum, decoding settings); parts of another job are never mixed in (`force`
-starts over). Once every chunk is there, `raw.TGT` and `raw.json` are written atomically
+starts over, and only in a folder nmt-distill made: its `.nmt-output.json` marker, see
+`nmt.outputs`). Once every chunk is there, `raw.TGT` and `raw.json` are written atomically
 and the parts removed. Filtering is cheap and runs on every call, so changing a filter
 threshold re-filters without translating again.
 
@@ -43,7 +44,6 @@ import json
 import logging
 import multiprocessing
 import re
-import shutil
 import sys
 import time
 from collections import Counter
@@ -58,18 +58,21 @@ from nmt.config import (
     DataConfig,
     apply_overrides,
     check,
+    check_number,
     from_dict,
     load_yaml,
 )
 from nmt.data import read_lines, read_parallel
 from nmt.datasets import DATASETS, DatasetError, split_paths
 from nmt.decoding import Decoding, check_option, check_threads
-from nmt.fileio import FolderLock, atomic_write_text, file_sha256, remove_stale_temporaries
+from nmt.fileio import atomic_write_text, file_sha256, remove_stale_temporaries
+from nmt.outputs import FolderLock, claim, made_by, remove, write_marker
 from nmt.search import SearchOptions
 from nmt.weights import WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
+DISTILL = "nmt-distill"  # the kind of output a distillation folder is (nmt.outputs)
 RAW_INFO = "raw.json"
 STATS = "stats.json"
 PROVENANCE = "provenance.json"
@@ -109,10 +112,10 @@ class FilterConfig:
     def __post_init__(self) -> None:
         check(self.max_repeats >= 2, "max_repeats", "must be >= 2")
         check(self.repeat_unit_chars >= 2, "repeat_unit_chars", "must be >= 2")
-        check(0.0 <= self.min_unique_ratio <= 1.0, "min_unique_ratio", "must be in [0, 1]")
-        check(0.0 < self.max_overlap <= 1.0, "max_overlap", "must be in (0, 1]")
-        check(self.max_ratio >= 1.0, "max_ratio", "must be >= 1.0")
-        check(0.0 < self.max_top_share <= 1.0, "max_top_share", "must be in (0, 1]")
+        check_number(self.min_unique_ratio, "min_unique_ratio", "[0, 1]")
+        check_number(self.max_overlap, "max_overlap", "(0, 1]")
+        check_number(self.max_ratio, "max_ratio", ">= 1")
+        check_number(self.max_top_share, "max_top_share", "(0, 1]", " (1: never)")
         for name in (
             "unique_min_tokens",
             "copy_min_tokens",
@@ -546,6 +549,30 @@ def _job_mismatch(path: Path, previous: dict[str, Any], job: dict[str, Any]) -> 
     )
 
 
+def _read_translation(path: Path) -> dict[str, Any]:
+    """The `raw.json` of a finished translation (its job and totals); DistillError naming
+    the file for one that is not (another program's, hand-edited, torn)."""
+    totals = ("translate_seconds", "target_pieces", "chunks", "chunks_resumed")
+    try:
+        translation = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # not JSON, or not UTF-8
+        problem = f"not valid JSON ({e})"
+    else:
+        if not isinstance(translation, dict):
+            problem = f"a JSON {type(translation).__name__}, not an object"
+        elif not isinstance(translation.get("job"), dict):
+            problem = "job is missing or not an object"
+        else:
+            wrong = [k for k in totals if not isinstance(translation.get(k), int | float)]
+            problem = f"{wrong[0]} is missing or not a number" if wrong else ""
+    if problem:
+        raise DistillError(
+            f"{path}: not the record of an nmt-distill translation: {problem}; pass force "
+            "(--force) to start over or choose another folder"
+        )
+    return translation
+
+
 # --- provenance ------------------------------------------------------------------------------
 
 
@@ -673,40 +700,29 @@ def distill(
     src_path, tgt_path = split_paths(data, data.train)
     teachers = [Path(t) for t in teacher] if isinstance(teacher, list | tuple) else [Path(teacher)]
     teacher = [str(t) for t in teachers] if len(teachers) > 1 else str(teachers[0])
-    _check_output(out, [*teachers, src_path, tgt_path], force)
-    writer = shard_folder(out, *config.shard_of) if config.shard else out
+    inputs = [*teachers, src_path, tgt_path]
+    _adopt_gathered_shards(out)
+    claim(out, DISTILL, inputs=inputs, force=force, resumable=True).make()
+    writer = out
+    if config.shard:  # the shard folder is marked too, so that shards gathered can merge
+        writer = claim(shard_folder(out, *config.shard_of), DISTILL, resumable=True).make()
     with FolderLock(writer, "nmt-distill"):
         return _distill(teacher, data, out, config, force, merge)
 
 
-def _check_output(out: Path, inputs: list[Path], force: bool) -> None:
-    here = out.resolve()
-    for path in inputs:
-        there = path.resolve()
-        if here == there or here in there.parents or (force and there in here.parents):
-            raise DistillError(
-                f"{out}: is, holds or lies inside the input {path}; choose another output folder"
-            )
-    if out.is_dir() and _foreign_entries(out) and not _is_distillation(out):
-        raise DistillError(
-            f"{out}: exists and holds no distillation; choose a new or empty folder"
-            + (" (--force replaces only a distillation's own folder)" if force else "")
-        )
-
-
-def _is_distillation(out: Path) -> bool:
-    if any((out / name).is_file() for name in (f"{PARTS}/{JOB}", RAW_INFO, STATS)):
-        return True
-    return (out / SHARDS).is_dir() and any((out / SHARDS).glob(f"*/{PARTS}/{JOB}"))
-
-
-def _foreign_entries(out: Path) -> list[Path]:
-    """What is in `out` besides its lock and the temporaries of interrupted writes."""
-    return [
-        p
-        for p in out.iterdir()
-        if p.name != FolderLock.NAME and not (p.name.startswith(".") and p.name.endswith(".tmp"))
-    ]
+def _adopt_gathered_shards(out: Path) -> None:
+    """A folder holding nothing but `shards/`, each one a shard folder nmt-distill made
+    (its marker), copied or linked there from other machines, is a distillation to merge:
+    mark it as one."""
+    if not out.is_dir() or out.is_symlink() or made_by(out, folder=True):
+        return
+    shards = out / SHARDS
+    entries = [p.name for p in out.iterdir() if p.name != FolderLock.NAME]
+    if entries != [SHARDS] or shards.is_symlink() or not shards.is_dir():
+        return
+    folders = list(shards.iterdir())
+    if folders and all(made_by(f.resolve(), folder=True) == DISTILL for f in folders):
+        write_marker(out, DISTILL)
 
 
 def _distill(
@@ -735,13 +751,11 @@ def _distill(
     if config.shard:
         return _distill_shard(teacher, sources, out, config, job, force)
     if force:  # start over: only this distillation's own intermediate files go
-        if (out / PARTS / JOB).is_file():
-            shutil.rmtree(out / PARTS, ignore_errors=True)
-        shutil.rmtree(out / SHARDS, ignore_errors=True)
-        raw_info.unlink(missing_ok=True)
+        for made in (out / PARTS, out / SHARDS, raw_info):
+            remove(made)
     if out.is_dir():
         remove_stale_temporaries(out)
-    translation = json.loads(raw_info.read_text()) if raw_info.is_file() else None
+    translation = _read_translation(raw_info) if raw_info.is_file() else None
     if translation is not None and translation["job"] != job:
         raise DistillError(_job_mismatch(raw_info, translation["job"], job))
     if translation is None:
@@ -750,11 +764,11 @@ def _distill(
         atomic_write_text(raw_tgt, "".join(h + "\n" for h in hyps))
         translation = {"job": job, **done}
         atomic_write_text(raw_info, json.dumps(translation, indent=2) + "\n")
-        shutil.rmtree(out / PARTS, ignore_errors=True)
-        shutil.rmtree(out / SHARDS, ignore_errors=True)
+        remove(out / PARTS)
+        remove(out / SHARDS)
     else:
         log.info("%s: translation already complete; filtering again", out)
-        shutil.rmtree(out / PARTS, ignore_errors=True)  # left over from an interrupted cleanup
+        remove(out / PARTS)  # left over from an interrupted cleanup
         hyps = read_lines(raw_tgt)
         if len(hyps) != len(sources):
             raise DistillError(f"{raw_tgt}: {len(hyps)} lines for {len(sources)} sources")
@@ -838,7 +852,7 @@ def _distill_shard(
             f"{config.shard} (--force without --shard starts over)"
         )
     if force:
-        shutil.rmtree(shard_folder(out, *config.shard_of) / PARTS, ignore_errors=True)
+        remove(shard_folder(out, *config.shard_of) / PARTS)
     done = translate_corpus(teacher, sources, out, config, job)
     return DistillResult(out, done)
 

@@ -13,6 +13,7 @@ from nmt.data import read_parallel
 from nmt.decoding import Decoding
 from nmt.fileio import atomic_write_text
 from nmt.machine import hardware
+from nmt.outputs import claim
 from nmt.scoring import score
 from nmt.translate import load
 
@@ -32,11 +33,12 @@ def evaluate(
     use_vmap: bool = True,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Write `hyp.txt` and `scores.json` into `output_dir`. Those of an earlier evaluation
-    are replaced only with `force`; a file there that no evaluation made, or that is the
-    source or reference, never. `use_vmap` False: a CTranslate2 export decodes over the
-    whole vocabulary even when it has a vocabulary map (the other backends have none)."""
-    _check_output(output_dir, force, (src, ref))
+    """Write `hyp.txt` and `scores.json` into the folder `output_dir`. An earlier evaluation's
+    folder is replaced only with `force`; any other folder, or one that is, holds or lies
+    inside the model, source or reference, never (`nmt.outputs`). `use_vmap` False: a
+    CTranslate2 export decodes over the whole vocabulary even when it has a vocabulary map
+    (the other backends have none)."""
+    output = claim(output_dir, "nmt-evaluate", inputs=_inputs(model, src, ref), force=force)
     sources, references = read_parallel(src, ref)
     translator = load(model, device=device, threads=threads)
     extra = {}
@@ -48,9 +50,9 @@ def evaluate(
     )
     seconds = time.perf_counter() - start
     s = score(hyps, references)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _check_output(output_dir, force, (src, ref))  # again: another process may have written
-    atomic_write_text(output_dir / HYPOTHESES, "".join(h + "\n" for h in hyps), replace=force)
+    claim(output_dir, "nmt-evaluate", inputs=_inputs(model, src, ref), force=output.existed)
+    output.make()  # checked again: another process may have written meanwhile
+    atomic_write_text(output_dir / HYPOTHESES, "".join(h + "\n" for h in hyps))
     result = {
         **s.as_dict(),
         "model": str(getattr(translator, "source", model)),
@@ -66,29 +68,10 @@ def evaluate(
         "seconds": round(seconds, 2),
         "hardware": hardware(device),
     }
-    atomic_write_text(output_dir / SCORES, json.dumps(result, indent=2) + "\n", replace=force)
+    atomic_write_text(output_dir / SCORES, json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _check_output(output_dir: Path, force: bool, inputs: tuple[Path, ...]) -> None:
-    outputs = [output_dir / HYPOTHESES, output_dir / SCORES]
-    for out in outputs:
-        if any(out.exists() and p.exists() and out.samefile(p) for p in inputs):
-            raise FileExistsError(f"{out}: is an input of this evaluation; not replaced")
-    existing = [out for out in outputs if out.exists() or out.is_symlink()]
-    if not existing:
-        return
-    if not force:
-        raise FileExistsError(f"{existing[0]}: already exists (use --force to replace it)")
-    if not _is_scores(output_dir / SCORES):
-        raise FileExistsError(
-            f"{existing[0]}: not written by an evaluation (no {SCORES} of one beside it); "
-            "--force replaces only an earlier evaluation's files: choose another folder"
-        )
-
-
-def _is_scores(path: Path) -> bool:
-    try:
-        return "bleu_signature" in json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return False
+def _inputs(model: str | Path | list, src: Path, ref: Path) -> list[str | Path]:
+    models = model if isinstance(model, list | tuple) else [model]
+    return [*models, src, ref]

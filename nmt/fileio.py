@@ -7,19 +7,18 @@ mid-write leaves the target as it was, plus possibly that temporary file, which
 `remove_stale_temporaries` clears on restart. Files get the permissions the umask gives
 (as `open` would), not the 0600 of a temporary file.
 
-`FolderLock` makes a folder single-writer: an advisory lock that the kernel releases when its
-process ends, however it ends (SIGKILL included), so a crashed run never needs cleaning up.
+Who may write where (outputs, markers, locks, links) is `nmt.outputs`.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import contextlib
 import hashlib
 import io
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +55,31 @@ def atomic_write_bytes(path: str | Path, data: bytes, replace: bool = True) -> N
         raise FileExistsError(f"{path}: already exists (made meanwhile?); not replaced") from None
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
-        if e.errno is None:
-            raise OSError(f"{path}: {e}") from e
-        raise OSError(e.errno, e.strerror, str(path)) from e
+        raise named(e, path) from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def named(error: OSError, path: str | Path) -> OSError:
+    """`error` (of the same errno) naming `path`: what a failing `write` raises (a full disk,
+    a file over the size limit) names no file, and the one-line message should say where."""
+    if error.errno is None:
+        return OSError(f"{path}: {error}")
+    return OSError(error.errno, error.strerror, str(path))
+
+
+@contextlib.contextmanager
+def errors_naming(path: str | Path) -> Iterator[None]:
+    """Within the block, an OSError that names no file names `path`: for writers that are
+    not ours (CTranslate2's `model.bin`, `torch.onnx.export`, `Path.write_bytes`), whose
+    `[Errno 28] No space left on device` would not say where."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise named(e, path) from e
 
 
 def temporary_prefix(path: Path) -> str:
@@ -133,48 +151,3 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-class FolderBusyError(RuntimeError):
-    """Another process holds the folder's lock."""
-
-
-class FolderLock:
-    """Hold `FOLDER/.lock` (created if needed, with the folder) while a command writes there.
-
-    A second process fails at once with `FolderBusyError` naming the holder's PID. The lock
-    is `flock`'s: the kernel drops it when the holder's last descriptor closes, so a killed
-    holder (even by SIGKILL) leaves nothing to clean up; the file itself stays, harmless.
-    """
-
-    NAME = ".lock"
-
-    def __init__(self, folder: str | Path, what: str):
-        self.path = Path(folder) / self.NAME
-        self.what = what
-        self._fd: int | None = None
-
-    def __enter__(self) -> FolderLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise FolderBusyError(
-                    f"{self.path.parent}: in use by another process (PID {holder}); "
-                    f"one {self.what} at a time per folder: wait for it to end or choose "
-                    "another folder"
-                ) from None
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # releases the lock
-            self._fd = None

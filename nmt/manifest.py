@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nmt.config import ConfigError, from_dict
 from nmt.prepare_worker import FILTERS, Filters
-from nmt.shards import ShardBatches, ShardedCorpus, ShardError, ShardTable
+from nmt.shards import ShardBatches, ShardedCorpus, ShardError, ShardTable, shard_problem
 
 MANIFEST = "manifest.json"
 FORMAT = "nmt-prepared"
@@ -134,7 +134,17 @@ class Manifest:
             weights=tuple(c.weight for c in self.corpora),
             mixing=self.mixing,
             shard_lines=self.shard_lines,
+            bytes=tuple(s.bytes for s in self.shards),
+            sha256=tuple(s.sha256 for s in self.shards),
+            vocab_size=self.tokenizer.vocab_size,
         )
+
+    def damaged(self) -> list[tuple[ShardInfo, str]]:
+        """Each shard that is missing, differs from its entry (size, sha256) or is out of
+        bounds (`nmt.shards.shard_problem`), with what is wrong with it."""
+        vocab, folder = self.tokenizer.vocab_size, Path(self.folder)
+        found = ((s, shard_problem(folder / s.file, s.bytes, s.sha256, vocab)) for s in self.shards)
+        return [(s, problem) for s, problem in found if problem]
 
     def corpus(self, open_shards: int = 16) -> ShardedCorpus:
         """Every prepared pair as one random-access corpus (for `nmt.batching`)."""

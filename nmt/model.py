@@ -17,8 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nmt.config import ModelConfig
+from nmt.config import ModelConfig, check
 from nmt.vocab import PAD
+
+# The longest sequence a model may be built for. The positional table is computed when the
+# model is built, never stored, so no weights file bounds it: a config could otherwise ask a
+# 5 MB file for a table of gigabytes (max_positions x d_model float32s). At this cap it
+# takes 256 KiB per unit of d_model (64 MiB at d_model 256); the models here use 1024.
+MAX_POSITIONS = 65_536
 
 
 def sinusoidal_positions(num_positions: int, dim: int) -> Tensor:
@@ -187,6 +193,12 @@ class Transformer(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = self.config = config
+        check(
+            c.max_positions <= MAX_POSITIONS,
+            "model.max_positions",
+            f"must be at most {MAX_POSITIONS:,} (its positional table would take "
+            f"{c.max_positions * c.d_model * 4 / 2**20:,.0f} MiB), got {c.max_positions:,}",
+        )
         self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=PAD)
         self.tgt_embed = (
             self.embed
@@ -221,6 +233,15 @@ class Transformer(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    @staticmethod
+    def build_bytes(config: ModelConfig) -> int:
+        """Bytes that building the model of `config` allocates: its parameters (tied ones
+        once) and its buffers, the positional table included, which no file stores. Counted
+        on the meta device, so counting allocates nothing."""
+        with torch.device("meta"):
+            model = Transformer(config)
+        return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
     def _embed(self, emb: nn.Embedding, tokens: Tensor, offset: int = 0) -> Tensor:
         T = tokens.size(1)

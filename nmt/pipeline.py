@@ -54,6 +54,7 @@ from nmt.config import (
     apply_overrides,
     check,
     check_name,
+    check_number,
     from_dict,
     load_run_config,
     load_yaml,
@@ -61,7 +62,8 @@ from nmt.config import (
 )
 from nmt.datasets import split_paths
 from nmt.distill import DistillConfig
-from nmt.fileio import FolderLock, atomic_write_text
+from nmt.fileio import atomic_write_text
+from nmt.outputs import FolderLock
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,10 @@ class BenchStage:
     max_lines: int = 0  # first N test lines (0: all)
     time_budget_minutes: float = 0.0
 
+    def __post_init__(self) -> None:
+        check_number(self.min_pass_seconds, "bench.min_pass_seconds", ">= 0", " (0: one round)")
+        check_number(self.time_budget_minutes, "bench.time_budget_minutes", ">= 0")
+
 
 @dataclass(frozen=True)
 class ReleaseStage:
@@ -169,6 +175,9 @@ class ReleaseStage:
     dir: str = ""
     model: str = ""  # a student's name; empty: the student with the best greedy BLEU
     max_mb: float = 0.0  # refuse a release larger than this (0: no limit)
+
+    def __post_init__(self) -> None:
+        check_number(self.max_mb, "release.max_mb", ">= 0", " (0: no limit)")
 
 
 @dataclass(frozen=True)
@@ -195,7 +204,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         check(len(self.students) > 0, "students", "list at least one student")
-        check(0 <= self.teacher_min_bleu <= 100, "teacher_min_bleu", "must be in [0, 100]")
+        check_number(self.teacher_min_bleu, "teacher_min_bleu", "[0, 100]")
         check(self.nproc >= 1, "nproc", "must be >= 1")
         check(
             not self.zoo or self.export.teacher,
@@ -602,7 +611,7 @@ def _vmap_builder() -> Callable[[RunConfig, Path], None] | None:
 
         tokenizer = Tokenizer.from_file(Path(run.run_dir) / "spm.model")
         src, tgt = split_paths(run.data, run.data.train)
-        vmap.write_vmap(vmap.build_vmap_from_files(src, tgt, tokenizer), path)
+        vmap.write_vmap(vmap.build_vmap_from_files(src, tgt, tokenizer), path, force=True)
 
     return build
 

@@ -20,9 +20,11 @@ order stays; `nmt.shard_writer.PairHashes` keeps 8 bytes a kept pair).
 Resumable and never mixed: a shard is written atomically, once, and never rewritten. A
 rerun of the same job writes only the shards still missing (the others are checked by
 their header, which names the checksum of their input) and gives byte-identical shards,
-whatever the number of workers. A changed source file, tokenizer or setting makes the
-folder stale: `check_prepared` says so in one line, and `prepare` refuses to go on until
-`force` starts over, which removes only what nmt-prepare made there.
+whatever the number of workers. A finished folder is up to date only while every shard is
+the file its manifest lists (size and sha256): a damaged one is made again, alone. A changed
+source file, tokenizer or setting makes the folder stale: `check_prepared` says so in one
+line, and `prepare` refuses to go on until `force` starts over, which removes only what
+nmt-prepare made there.
 
 The tokenizer: a `Tokenizer` or the path of a SentencePiece model; or a `TokenizerConfig`,
 whose `model` is used when set and otherwise is trained (`nmt.tokenizer.train_tokenizer`)
@@ -35,9 +37,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import platform
 import random
-import shutil
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,7 +52,6 @@ from nmt import __version__
 from nmt.config import TokenizerConfig, check
 from nmt.data import CorpusError
 from nmt.fileio import (
-    FolderLock,
     atomic_write_bytes,
     atomic_write_text,
     file_sha256,
@@ -68,6 +69,7 @@ from nmt.manifest import (
     TokenizerInfo,
     load_manifest,
 )
+from nmt.outputs import FolderLock, claim, remove
 from nmt.prepare_config import CorpusSpec, PrepareConfig, PrepareRun, load_prepare_run
 from nmt.prepare_worker import Filters
 from nmt.shard_writer import Tally, write_shards
@@ -87,6 +89,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+PREPARE = "nmt-prepare"  # the kind of output a prepared folder is (nmt.outputs)
 JOB = "job.json"
 TOKENIZER = "spm.model"
 SHARDS = "shards"
@@ -120,8 +123,10 @@ def prepare(
     given = None if isinstance(tokenizer, Tokenizer | TokenizerConfig) else Path(tokenizer)
     if isinstance(tokenizer, TokenizerConfig) and tokenizer.model:
         given = Path(tokenizer.model)
-    inputs = [p for c in corpora for p in c.files] + ([given] if given else [])
-    _check_output(out, inputs, given)
+    inputs = [p for c in corpora for p in c.files]
+    if given and os.path.realpath(given) != os.path.realpath(out / TOKENIZER):
+        inputs.append(given)  # (the tokenizer this folder made, given back, is its own)
+    claim(out, PREPARE, inputs=inputs, force=force, resumable=True).make()
     with FolderLock(out, "nmt-prepare"):
         return _prepare(config, tokenizer, corpora, out, workers, force, given)
 
@@ -174,10 +179,10 @@ def check_prepared(
         manifest = load_manifest(out)
     except ShardError as e:
         return str(e)
-    for shard in manifest.shards:
-        path = out / shard.file
-        if not path.is_file() or path.stat().st_size != shard.bytes:
-            return f"{out}: incomplete: {shard.file} is {'damaged' if path.exists() else 'missing'}"
+    damaged = manifest.damaged()
+    if damaged:
+        shard, problem = damaged[0]
+        return f"{out}: incomplete: {shard.file} is {problem}"
     return None
 
 
@@ -247,16 +252,21 @@ def _prepare(
 
 
 def _finished(out: Path, config: PrepareConfig) -> Manifest | None:
-    """The folder's manifest when it is complete (with `config`'s weights and mixing)."""
+    """The folder's manifest when it is complete and every shard is the file it lists
+    (size and sha256), with `config`'s weights and mixing; else None, having removed the
+    damaged shards so that they are made again."""
     try:
         manifest = load_manifest(out)
     except ShardError:
         return None
-    for shard in manifest.shards:
+    damaged = manifest.damaged()
+    for shard, problem in damaged:
+        log.warning("%s: %s is %s; making it again", out, shard.file, problem)
         path = out / shard.file
-        if not path.is_file() or path.stat().st_size != shard.bytes:
-            log.warning("%s: %s missing or damaged; making it again", out, shard.file)
-            return None
+        if path.parent == out / SHARDS and path.name.endswith(SUFFIX):  # ours, never else
+            path.unlink(missing_ok=True)  # a finished shard is never rewritten in place
+    if damaged:
+        return None
     weights = tuple(s.weight for s in config.corpora)
     if weights != tuple(c.weight for c in manifest.corpora) or manifest.mixing != config.mixing:
         corpora = tuple(
@@ -489,54 +499,11 @@ def sample_sentences(config: PrepareConfig, corpora: list[CorpusFiles]) -> list[
 # --- the output folder -------------------------------------------------------------------------
 
 
-def _check_output(out: Path, inputs: list[Path], given: Path | None) -> None:
-    here = out.resolve()
-    for path in inputs:
-        there = path.resolve()
-        if there == here / TOKENIZER:  # the tokenizer this folder made, given back
-            continue
-        if here == there or here in there.parents:
-            raise PrepareError(f"{out}: is or holds the input {path}; choose another folder")
-    if not out.is_dir():
-        return
-    foreign = [p.name for p in _foreign_entries(out, given)]
-    if foreign:
-        raise PrepareError(
-            f"{out}: holds files nmt-prepare did not make ({', '.join(sorted(foreign)[:5])}); "
-            "choose a new or empty folder"
-        )
-
-
-def _foreign_entries(out: Path, given: Path | None) -> list[Path]:
-    """What lies in `out` that nmt-prepare did not make. An spm.model is its own only
-    beside a job.json (else it is the user's, unless it is the tokenizer given)."""
-    entries = list(out.iterdir())
-    if (out / SHARDS).is_dir():
-        entries += list((out / SHARDS).iterdir())
-    ours = {out / MANIFEST, out / JOB, out / FolderLock.NAME}
-    if (out / JOB).is_file() or (
-        given is not None and given.resolve() == (out / TOKENIZER).resolve()
-    ):
-        ours.add(out / TOKENIZER)
-    return [
-        p
-        for p in entries
-        if not (
-            p in ours
-            or (p.name.startswith(".") and p.name.endswith(".tmp"))
-            or (p == out / SHARDS and p.is_dir())
-            or (p.parent == out / SHARDS and p.name.endswith(SUFFIX) and p.is_file())
-        )
-    ]
-
-
 def _clear(out: Path, keep: Path | None) -> None:
     """Remove what nmt-prepare made in `out` (not the tokenizer given, if it lies there)."""
-    if not (out / JOB).is_file() or _foreign_entries(out, keep):
-        return  # not a preparation; or _check_output refused already
     for name in (MANIFEST, JOB, TOKENIZER):
         path = out / name
-        if path.is_file() and not (keep and keep.exists() and path.samefile(keep)):
-            path.unlink()
-    shutil.rmtree(out / SHARDS, ignore_errors=True)  # holds nothing but shards (checked)
+        if os.path.lexists(path) and not (keep and keep.exists() and path.samefile(keep)):
+            remove(path)
+    remove(out / SHARDS)
     log.info("%s: removed the earlier preparation (--force)", out)

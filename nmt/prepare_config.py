@@ -8,11 +8,18 @@ errors naming the key (``prepare.corpora[1].weight``). They depend on nothing bu
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nmt.config import ConfigError, TokenizerConfig, check, check_name, from_dict, load_yaml
+from nmt.config import (
+    ConfigError,
+    TokenizerConfig,
+    check,
+    check_name,
+    check_number,
+    from_dict,
+    load_yaml,
+)
 
 FORMATS = ("auto", "parallel", "tsv")
 MIXING = ("weighted", "concat")
@@ -39,7 +46,7 @@ class CorpusSpec:
             "format",
             f"must be one of {', '.join(FORMATS)}, got {self.format!r}",
         )
-        check(math.isfinite(self.weight) and self.weight >= 0, "weight", "must be a number >= 0")
+        check_number(self.weight, "weight", ">= 0", " (0: prepared, not trained on)")
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ class PrepareConfig:
         check(self.src_lang != self.tgt_lang, "tgt_lang", "must differ from src_lang")
         check(self.shard_lines >= 1, "shard_lines", "must be >= 1")
         check(self.max_tokens >= self.min_tokens >= 0, "max_tokens", "must be >= min_tokens >= 0")
-        check(self.max_ratio >= 1.0, "max_ratio", "must be >= 1.0")
+        check_number(self.max_ratio, "max_ratio", ">= 1")
         check(self.tokenizer_sentences >= 2, "tokenizer_sentences", "must be >= 2")
         check(self.seed >= 0, "seed", "must be >= 0")
 

@@ -24,6 +24,12 @@ Offsets count tokens (fairseq's pointers count bytes) and start at 0 in every sh
 header depends only on the shard's input (its cleaned pairs' checksum), the tokenizer and
 the filters, so plain, gzip and TSV copies of a corpus give byte-identical shards.
 
+Trust: a reader given the shards' sha256 and the vocabulary size (`ShardTable`, from the
+manifest) checks each shard the first time it maps it: its sha256 (once per reader: ~1.5
+GB/s with SHA-NI), then its offsets (from 0, non-decreasing, ending at the token count) and
+token ids (in the vocabulary), so a damaged shard is one line naming it, never silent
+garbage or an IndexError deep in the model.
+
 Memory: the readers hold per-shard tables and at most `open_shards` memory maps, never a
 Python object per pair. `ShardedCorpus.src_lengths` builds the whole corpus's lengths (16
 bytes a pair, what `nmt.batching.EpochIterator` needs); `ShardBatches` only ever holds the
@@ -44,6 +50,7 @@ import numpy as np
 
 from nmt.batching import BatchStream, make_batches
 from nmt.data import CorpusError
+from nmt.fileio import file_sha256
 from nmt.prepare_worker import EncodedChunk
 
 MAGIC = b"NMTSHARD"
@@ -64,6 +71,32 @@ def token_dtype(vocab_size: int) -> str:
 
 def shard_name(corpus: str, index: int) -> str:
     return f"{corpus}.{index:05d}{SUFFIX}"
+
+
+def shard_problem(path: Path, size: int, sha256: str, vocab_size: int) -> str | None:
+    """What is wrong with the shard file at `path` against its manifest entry: missing,
+    another size or sha256, or (a manifest edited to match) offsets or token ids out of
+    bounds. None: it is that file, and sound."""
+    if not path.is_file():
+        return "missing"
+    found = path.stat().st_size
+    if found != size:
+        return f"damaged ({found} bytes, the manifest says {size})"
+    digest = file_sha256(path)
+    if digest != sha256:
+        return f"damaged (sha256 {digest[:12]}, the manifest says {sha256[:12]})"
+    try:
+        return Shard(path).problem(vocab_size)
+    except ShardError as e:
+        return f"damaged ({str(e).removeprefix(f'{path}: ')})"
+
+
+def damaged(path: Path, problem: str) -> ShardError:
+    """The one-line error for a damaged shard of a prepared folder, with what to run."""
+    return ShardError(
+        f"{path}: {problem}; run nmt-prepare again with the config that made "
+        f"{path.parent.parent} to re-make it"
+    )
 
 
 # --- one shard file ----------------------------------------------------------------------------
@@ -174,11 +207,34 @@ class Shard:
         tgt = np.diff(self.tgt_offsets[start : stop + 1]) + 1
         return src, tgt
 
+    def problem(self, vocab_size: int) -> str | None:
+        """What is out of bounds (None: nothing): offsets that do not index the token
+        arrays, or token ids outside the vocabulary (`vocab_size` 0: not checked)."""
+        for side in ("src", "tgt"):
+            offsets, tokens = getattr(self, f"{side}_offsets"), getattr(self, f"{side}_tokens")
+            problem = _bounds(offsets, tokens, vocab_size)
+            if problem:
+                return f"damaged ({side} {problem})"
+        return None
+
     def pair(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Pair `row` as int32 copies: (source ending with EOS, target without BOS/EOS)."""
         a, b = self.src_offsets[row : row + 2]
         c, d = self.tgt_offsets[row : row + 2]
         return self.src_tokens[a:b].astype(np.int32), self.tgt_tokens[c:d].astype(np.int32)
+
+
+def _bounds(offsets: np.ndarray, tokens: np.ndarray, vocab_size: int) -> str | None:
+    """What is out of bounds in one side's offsets and tokens (None: nothing)."""
+    if offsets[0] != 0 or offsets[-1] != len(tokens):
+        return f"offsets run {offsets[0]}..{offsets[-1]}, not 0..{len(tokens)}"
+    if (np.diff(offsets) < 0).any():
+        return f"offsets decrease at pair {int(np.argmax(np.diff(offsets) < 0))}"
+    if len(tokens) and vocab_size:
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= vocab_size:
+            return f"token ids {low}..{high}, vocabulary 0..{vocab_size - 1}"
+    return None
 
 
 # --- the shards of a prepared folder ----------------------------------------------------------
@@ -196,21 +252,38 @@ class ShardTable:
     weights: tuple[float, ...]  # corpus weights (0: not trained on)
     mixing: str = "weighted"  # weighted or concat (see ShardBatches)
     shard_lines: int = 100_000  # input lines a shard (a weighted window's size unit)
+    bytes: tuple[int, ...] = ()  # each shard's size and sha256 (empty: not checked)
+    sha256: tuple[str, ...] = ()
+    vocab_size: int = 0  # token ids must be below it (0: not checked)
 
 
 class ShardCache:
-    """The last `size` shards used, memory-mapped; older ones are unmapped."""
+    """The last `size` shards used, memory-mapped; older ones are unmapped. A shard is
+    checked (`table.sha256`, offsets, `table.vocab_size`) the first time it is mapped."""
 
-    def __init__(self, paths: tuple[Path, ...], size: int = 16):
-        self.paths, self.size = paths, max(1, size)
+    def __init__(self, table: ShardTable, size: int = 16):
+        self.table, self.paths, self.size = table, table.paths, max(1, size)
         self._open: OrderedDict[int, Shard] = OrderedDict()
+        self._checked: set[int] = set()  # mapped again later: not hashed again
 
     def __getitem__(self, index: int) -> Shard:
-        shard = self._open.pop(index, None) or Shard(self.paths[index])
+        shard = self._open.pop(index, None) or self._map(index)
         self._open[index] = shard
         while len(self._open) > self.size:
             self._open.popitem(last=False)
         return shard
+
+    def _map(self, index: int) -> Shard:
+        path, t = self.paths[index], self.table
+        if index not in self._checked:
+            if t.sha256:
+                problem = shard_problem(path, t.bytes[index], t.sha256[index], t.vocab_size)
+            else:
+                problem = Shard(path).problem(t.vocab_size)
+            if problem:
+                raise damaged(path, problem)
+            self._checked.add(index)
+        return Shard(path)
 
 
 class ShardedCorpus:
@@ -224,7 +297,7 @@ class ShardedCorpus:
         self.starts = np.zeros(len(table.pairs) + 1, dtype=np.int64)  # first pair of each shard
         np.cumsum(table.pairs, out=self.starts[1:])
         self._starts = self.starts.tolist()  # for bisect: one int a shard
-        self.shards = ShardCache(table.paths, open_shards)
+        self.shards = ShardCache(table, open_shards)
 
     def __len__(self) -> int:
         return int(self.starts[-1])

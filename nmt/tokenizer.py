@@ -26,8 +26,17 @@ class Tokenizer:
     exports carry with them, so a model never depends on a file beside it."""
 
     def __init__(self, model_proto: bytes, source: str = "<bytes>"):
+        """Raises ValueError, one line naming `source`, for bytes that are not a SentencePiece
+        model, none at all (SentencePiece would leave its model unloaded and log to stderr),
+        or a model without the toolkit's special ids."""
         self.model_proto, self.source = model_proto, source
-        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        if not model_proto:
+            raise ValueError(f"{source}: empty (0 bytes): not a SentencePiece model")
+        try:
+            self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        except RuntimeError as e:
+            reason = " ".join(str(e).split())  # SentencePiece's words, on one line
+            raise ValueError(f"{source}: not a SentencePiece model ({reason})") from None
         ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
         if ids != (PAD, UNK, BOS, EOS):
             raise ValueError(
@@ -42,10 +51,7 @@ class Tokenizer:
             data = path.read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: SentencePiece model not found") from None
-        try:
-            return cls(data, str(path))
-        except RuntimeError as e:
-            raise ValueError(f"{path}: not a SentencePiece model ({e})") from None
+        return cls(data, str(path))
 
     @property
     def vocab_size(self) -> int:

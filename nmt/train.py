@@ -47,7 +47,7 @@ from nmt.config import ConfigError, RunConfig, replace
 from nmt.data import CorpusError
 from nmt.datasets import split_paths
 from nmt.decoding import cap_threads
-from nmt.fileio import FolderLock, atomic_write_text, remove_stale_temporaries
+from nmt.fileio import atomic_write_text, remove_stale_temporaries
 from nmt.finetune import (
     Parent,
     apply_freezing,
@@ -58,6 +58,7 @@ from nmt.finetune import (
 )
 from nmt.machine import describe_cpu, hardware
 from nmt.model import Transformer
+from nmt.outputs import FolderLock, append_log, claim, ensure_folder
 from nmt.run_checkpoints import RunCheckpoints
 from nmt.run_data import run_data, run_tokenizer
 from nmt.runlog import RunLog
@@ -66,6 +67,14 @@ from nmt.tokenizer import Tokenizer
 from nmt.validation import label_smoothed_loss, validate
 
 log = logging.getLogger(__name__)
+
+# Updates in a row whose loss is NaN or infinite (each one skipped) that stop the run.
+MAX_NONFINITE_UPDATES = 3
+
+
+class TrainingDiverged(ValueError):
+    """The loss was not finite for `MAX_NONFINITE_UPDATES` updates in a row: the run stops
+    there, its checkpoints as they were (a ValueError: the CLI says so in one line)."""
 
 
 class TrainingStopped(Exception):
@@ -218,6 +227,7 @@ class Trainer:
             self.run_dir, config.to_dict(), self.tokenizer, self.parent, c.keep_last
         )
         self.state = TrainState()
+        self.nonfinite = 0  # updates in a row skipped for a NaN or infinite loss
         self.batches = self._batch_stream()
         resume_state = distributed.on_main(self._resume_state)
         if resume_state is not None:
@@ -270,7 +280,7 @@ class Trainer:
                 f"{self.run_dir}: run folder already holds a training run "
                 "(last.pt); pass --resume to continue it or choose another run_dir"
             )
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.run_dir / "checkpoints")
         for folder in (self.run_dir, self.run_dir / "checkpoints"):
             remove_stale_temporaries(folder)
         config_path = self.run_dir / "config.yaml"
@@ -284,7 +294,7 @@ class Trainer:
                     "given to --resume; a run cannot change its architecture"
                 )
         atomic_write_text(config_path, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
-        handler = logging.FileHandler(self.run_dir / "train.log")
+        handler = append_log(self.run_dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logging.getLogger("nmt").addHandler(handler)
 
@@ -440,14 +450,52 @@ class Trainer:
                 self.scaler.scale(loss / ntok.clamp(min=1) / c.accum_steps).backward()
             total_loss, total_nll = total_loss + loss.detach(), total_nll + nll.detach()
             total_tokens = total_tokens + ntok
+        norm = None
         if c.clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.clip_norm)
+        finite = self._finite(total_loss, total_tokens, norm)
+        if finite or self.scaler.is_enabled():  # fp16's scaler skips NaN gradients itself
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        if not finite:  # a skipped update counts in no log line
+            return tuple(torch.zeros_like(t) for t in (total_loss, total_nll, total_tokens))
         return total_loss, total_nll, total_tokens
+
+    def _finite(self, loss: torch.Tensor, tokens: torch.Tensor, norm: torch.Tensor | None) -> bool:
+        """Whether this update's loss, and its gradient norm where clipping computed one
+        (fp16 aside: its loss scaler skips non-finite gradients), are finite on every rank
+        (one host synchronisation). An update that is not is skipped, with a warning;
+        `MAX_NONFINITE_UPDATES` in a row raise `TrainingDiverged`."""
+        finite = torch.isfinite(loss)
+        if norm is not None and not self.scaler.is_enabled():
+            finite = finite & torch.isfinite(norm)
+        if not distributed.max_over_ranks(int(not bool(finite))):
+            self.nonfinite = 0
+            return True
+        self.nonfinite += 1
+        step, c = self.state.step + 1, self.config.train
+        what = f"loss {float(loss) / max(int(tokens), 1):.4g}"
+        if norm is not None:
+            what += f", gradient norm {float(norm):.4g}"
+        if self.nonfinite < MAX_NONFINITE_UPDATES:
+            log.warning(
+                "step %d: %s: update skipped (%d in a row of %d that stop the run)",
+                step,
+                what,
+                self.nonfinite,
+                MAX_NONFINITE_UPDATES,
+            )
+            return False
+        dtype = str(self.amp_dtype).removeprefix("torch.")
+        fp32 = f", train.precision=fp32 (now {dtype})" if self.amp_dtype is not None else ""
+        raise TrainingDiverged(
+            f"{self.run_dir}: training diverged at step {step}: {what}, not finite for "
+            f"{self.nonfinite} updates in a row (skipped; no checkpoint written from them): "
+            f"try a lower train.lr (now {c.lr:g}){fp32}, or check the training data"
+        )
 
     def validate(self) -> dict[str, Any]:
         c = self.config.train
@@ -684,8 +732,18 @@ def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         main = distributed.is_main()
         if config.train.init_from and main:
             parent_checkpoint(config.train.init_from)
+        if main:
+            claim(config.run_dir, "nmt-train", inputs=_inputs(config), resumable=True).make()
         with FolderLock(config.run_dir, "nmt-train") if main else contextlib.nullcontext():
             return Trainer(config, resume=resume).run()
+
+
+def _inputs(config: RunConfig) -> list[Path | str]:
+    """What the run reads, which its folder may not be, hold or lie inside."""
+    d = config.data
+    splits = (d.valid,) if d.prepared else (d.train, d.valid)  # found already (`train`)
+    files = [path for split in splits for path in split_paths(d, split)]
+    return [*files, d.prepared, config.train.init_from]
 
 
 def _prepared_first(config: RunConfig) -> RunConfig:

@@ -7,6 +7,14 @@ empty line without reaching the model; an over-long line is truncated with a war
 character UTF-8 cannot encode (a lone surrogate) is read as "?"; and `translate_stream`
 turns line breaks a model may generate (byte fallback can spell any character) into spaces,
 so one line in is one line out for any reader of the output.
+
+`translate_stream` refuses a line longer than `MAX_LINE_CHARS` characters (`max_line_chars`
+raises or, at 0, lifts the limit), after writing the translations of the lines before it.
+Memory follows the longest line (one 17.8 MB line took nmt-translate 790 MB), and no model
+here reads past 1024 tokens (a few thousand characters), so such a line is not a sentence
+to translate but a file without line breaks, or a mistake. Refused rather than split: pieces
+cut at arbitrary points would come back as one line of fragments that reads as a
+translation and is not one, and would cost the time of thousands of sentences.
 """
 
 from __future__ import annotations
@@ -16,9 +24,21 @@ from pathlib import Path
 
 from nmt.backends.base import SearchTranslator, Translator
 from nmt.backends.pytorch import TorchTranslator, is_torch, load_ensemble, load_torch
+from nmt.config import ConfigError
 from nmt.export.folder import is_ct2_export, is_onnx_export
 
-__all__ = ["BACKENDS", "SearchTranslator", "TorchTranslator", "Translator", "load"]
+__all__ = [
+    "BACKENDS",
+    "MAX_LINE_CHARS",
+    "LineTooLongError",
+    "SearchTranslator",
+    "TorchTranslator",
+    "Translator",
+    "load",
+]
+
+# The longest input line `translate_stream` accepts by default, in characters.
+MAX_LINE_CHARS = 10_000
 
 # Everything `str.splitlines` breaks at.
 _LINE_BREAKS = str.maketrans(dict.fromkeys("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
@@ -74,18 +94,41 @@ def load(
     )
 
 
+class LineTooLongError(ValueError):
+    """An input line longer than `translate_stream`'s `max_line_chars`."""
+
+
 def translate_stream(
-    translator: Translator, lines: Iterable[str], chunk_lines: int = 2000, **options: object
+    translator: Translator,
+    lines: Iterable[str],
+    chunk_lines: int = 2000,
+    max_line_chars: int = MAX_LINE_CHARS,
+    **options: object,
 ) -> Iterator[str]:
     """Translate an iterable of lines chunk by chunk, so memory stays bounded; each output
-    is one line (line breaks inside it become spaces)."""
+    is one line (line breaks inside it become spaces). A line longer than `max_line_chars`
+    characters (0: no limit) raises LineTooLongError naming it, once the lines before it
+    are translated."""
+    if isinstance(max_line_chars, bool) or not isinstance(max_line_chars, int):
+        raise ConfigError(f"max_line_chars: must be an integer, got {max_line_chars!r}")
+    if max_line_chars < 0:
+        raise ConfigError(f"max_line_chars: must be >= 0 (0: no limit), got {max_line_chars}")
 
     def one_line_each(chunk: list[str]) -> Iterator[str]:
         return (text.translate(_LINE_BREAKS) for text in translator.translate(chunk, **options))
 
     chunk: list[str] = []
-    for line in lines:
-        chunk.append(line.rstrip("\r\n"))
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\r\n")
+        if max_line_chars and len(line) > max_line_chars:
+            if chunk:  # the output ends with the line before it
+                yield from one_line_each(chunk)
+            raise LineTooLongError(
+                f"input line {number} has {len(line):,} characters, more than the "
+                f"{max_line_chars:,} allowed (raise the limit with max_line_chars, "
+                "--max-line-chars; 0: no limit)"
+            )
+        chunk.append(line)
         if len(chunk) >= chunk_lines:
             yield from one_line_each(chunk)
             chunk = []

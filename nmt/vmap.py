@@ -59,7 +59,7 @@ import numpy as np
 
 from nmt.checkpoint import RUN_CHECKPOINTS, find_checkpoint, load_checkpoint
 from nmt.data import read_parallel
-from nmt.fileio import atomic_write_text
+from nmt.outputs import claim
 from nmt.tokenizer import Tokenizer
 from nmt.vocab import EOS, UNK
 from nmt.weights import WEIGHTS_FILE
@@ -67,6 +67,7 @@ from nmt.weights import WEIGHTS_FILE
 log = logging.getLogger(__name__)
 
 TOP_K = 20  # target pieces a source piece allows, besides the always-allowed ones
+VMAP = "nmt-vmap"  # the kind of output a vmap file is (nmt.outputs)
 FREQUENT = 100  # most frequent target pieces, always allowed
 IBM1_ITERATIONS = 5
 SPECIAL_PIECES = ("</s>", "<unk>")  # always allowed: eos must be, unk may be generated
@@ -343,15 +344,22 @@ def _ids(pieces: Sequence[str], vocab: dict[str, int], first: list[int], line: i
 # --- files ---------------------------------------------------------------------------------
 
 
-def write_vmap(vmap: VocabMap, path: str | Path) -> Path:
+def write_vmap(
+    vmap: VocabMap, path: str | Path, inputs: Iterable[str | Path] = (), force: bool = False
+) -> Path:
     """Write `vmap` atomically to `path` (the file CTranslate2 reads) and, when it has
-    build info, `PATH.json` beside it with that info and the file's sha256."""
+    build info, `PATH.json` beside it with that info and the file's sha256. Existing files
+    are replaced only with `force` and only if nmt-vmap wrote them (`nmt.outputs`); neither
+    may be one of `inputs`."""
     path = Path(path)
+    outputs = [claim(path, VMAP, inputs=inputs, force=force, folder=False)]
+    if vmap.info:
+        outputs.append(claim(info_path(path), VMAP, inputs=inputs, force=force, folder=False))
     text = vmap.to_text()
-    atomic_write_text(path, text)
+    outputs[0].write_text(text)
     if vmap.info:
         info = {**vmap.info, "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
-        atomic_write_text(info_path(path), json.dumps(info, indent=2, sort_keys=True) + "\n")
+        outputs[1].write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     log.info("wrote vocabulary map (%d rules) -> %s", len(vmap.rules), path)
     return path
 

@@ -14,9 +14,11 @@ checkpoint takes a weights folder or its `model.safetensors` too.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from nmt import __version__
-from nmt.fileio import file_mode
+from nmt.config import ModelConfig, from_dict
+from nmt.fileio import errors_naming, file_mode
 
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "spm.model"
@@ -66,21 +69,31 @@ def write_weights(
         seen[tensor.data_ptr()] = name
         cast = tensor.to(DTYPES[dtype]) if tensor.is_floating_point() else tensor
         tensors[name] = cast.contiguous()
+    # Every shape setting written out, defaults included (max_positions sizes a positional
+    # table that no tensor here stores): the file means one model whatever the defaults.
+    config = dataclasses.asdict(from_dict(ModelConfig, state["model_config"], "model."))
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
         "nmt_version": __version__,
         "dtype": dtype,
-        "model_config": json.dumps(state["model_config"], sort_keys=True),
+        "model_config": json.dumps(config, sort_keys=True),
         "tokenizer_sha256": state["tokenizer_sha256"],
         "tied": json.dumps(tied),
         "provenance": json.dumps(provenance or {}, sort_keys=True),
     }
     path = out_dir / WEIGHTS_FILE
-    save_file(tensors, str(path), metadata=metadata)
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:  # the library's I/O error: "... (os error 28)", no path
+        code = re.search(r"os error (\d+)", str(e))
+        if code is None:
+            raise WeightsError(f"{path}: cannot be written ({e})") from None
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from None
     os.chmod(path, file_mode())  # as `open` would make it (the library's file is 0600)
     if tokenizer:
-        (out_dir / TOKENIZER_FILE).write_bytes(state["tokenizer_model"])
+        with errors_naming(out_dir / TOKENIZER_FILE):
+            (out_dir / TOKENIZER_FILE).write_bytes(state["tokenizer_model"])
     return path
 
 
@@ -110,20 +123,59 @@ def read_weights(path: str | Path) -> dict[str, Any]:
             f"{file}: weights format {metadata.get('format_version')} is not supported by "
             f"nmt {__version__} (format {FORMAT_VERSION})"
         )
-    model = {k: (v.float() if v.is_floating_point() else v) for k, v in tensors.items()}
-    for name, source in json.loads(metadata["tied"]):
+    dtype = _metadata(file, metadata, "dtype")
+    if dtype not in DTYPES:
+        raise WeightsError(f"{file}: metadata dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    for name, tensor in tensors.items():  # a relabelled tensor (I16 bytes) must not load
+        if tensor.dtype != DTYPES[dtype]:
+            raise WeightsError(
+                f"{file}: tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')}, "
+                f"not the {dtype} of the file's metadata"
+            )
+    model = {k: v.float() for k, v in tensors.items()}
+    for pair in _metadata_json(file, metadata, "tied", list):
+        pair_ok = isinstance(pair, list) and len(pair) == 2
+        if not (pair_ok and all(isinstance(n, str) for n in pair)):
+            raise WeightsError(f"{file}: metadata tied holds {pair!r}, not a [name, source] pair")
+        name, source = pair
+        if source not in tensors:
+            raise WeightsError(
+                f"{file}: metadata tied names {source!r} as the source of {name!r}, and the "
+                "file holds no such tensor"
+            )
         model[name] = model[source]
-    tokenizer = _find_tokenizer(file.parent, metadata["tokenizer_sha256"])
+    sha256 = _metadata(file, metadata, "tokenizer_sha256")
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise WeightsError(f"{file}: metadata tokenizer_sha256 {sha256[:80]!r} is not a sha256")
     return {
         "format_version": 1,
-        "nmt_version": metadata["nmt_version"],
-        "model_config": json.loads(metadata["model_config"]),
+        "nmt_version": _metadata(file, metadata, "nmt_version"),
+        "model_config": _metadata_json(file, metadata, "model_config", dict),
         "model": model,
-        "tokenizer_model": tokenizer,
-        "tokenizer_sha256": metadata["tokenizer_sha256"],
-        "weights_dtype": metadata["dtype"],
-        "provenance": json.loads(metadata["provenance"]),
+        "tokenizer_model": _find_tokenizer(file.parent, sha256),
+        "tokenizer_sha256": sha256,
+        "weights_dtype": dtype,
+        "provenance": _metadata_json(file, metadata, "provenance", dict),
     }
+
+
+def _metadata(file: Path, metadata: dict[str, str], key: str) -> str:
+    """The metadata entry `key`, which `write_weights` always writes."""
+    if key not in metadata:
+        raise WeightsError(f"{file}: metadata has no {key} (not written by nmt's write_weights)")
+    return metadata[key]
+
+
+def _metadata_json(file: Path, metadata: dict[str, str], key: str, kind: type) -> Any:
+    """The metadata entry `key`, a JSON value of type `kind` (list or dict)."""
+    try:
+        value = json.loads(_metadata(file, metadata, key))
+    except ValueError as e:
+        raise WeightsError(f"{file}: metadata {key} is not valid JSON ({e})") from None
+    if not isinstance(value, kind):
+        wanted = "a JSON object" if kind is dict else f"a JSON {kind.__name__}"
+        raise WeightsError(f"{file}: metadata {key} is {type(value).__name__}, not {wanted}")
+    return value
 
 
 def _find_tokenizer(folder: Path, sha256: str) -> bytes:

@@ -25,11 +25,12 @@ from typing import Any
 from nmt import machine
 from nmt.bench.records import latest, read_records
 from nmt.data import read_parallel
-from nmt.export.folder import check_output, make_workdir, publish, recover_interrupted
 from nmt.fileio import atomic_write_text
+from nmt.outputs import claim
 from nmt.scoring import score
 from nmt.translate import load
 
+RELEASE = "nmt-release"  # the kind of output a release folder is (nmt.outputs)
 BEAMS = (1, 4)
 
 
@@ -231,23 +232,17 @@ def markdown(zoo: dict[str, Any]) -> str:
 def write_release(zoo: dict[str, Any], name: str, out_dir: Path, notes: str = "") -> Path:
     """Copy model `name`'s export (CTranslate2 model, SentencePiece model, provenance) to
     `out_dir` and write its model card; returns the card's path. An earlier release at
-    `out_dir` is replaced; any other folder there is refused (see `nmt.export.folder`)."""
+    `out_dir` is replaced; any other folder there is refused (see `nmt.outputs`)."""
     rows = {r["name"]: r for r in zoo["models"]}
     if name not in rows:
         raise ValueError(f"release: no model {name!r} in the zoo (models: {', '.join(rows)})")
     row, teacher = rows[name], zoo["models"][0]
     export = Path(row["export"])
     # An earlier release is replaced; anything else at `out_dir` (a user's folder) is refused.
-    recover_interrupted(out_dir)
-    check_output(out_dir, True, (export,))
-    workdir = make_workdir(out_dir)
-    try:
-        staging = workdir / "export"
+    output = claim(out_dir, RELEASE, inputs=(export,), force=True)
+    with output.staging() as staging:
         shutil.copytree(export, staging)
         (staging / "README.md").write_text(model_card(zoo, row, teacher, out_dir, notes))
-        publish(staging, out_dir, workdir, force=True)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return out_dir / "README.md"
 
 

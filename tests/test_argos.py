@@ -42,8 +42,8 @@ from nmt.export.argos import (  # noqa: E402
 )
 from nmt.export.argos_card import training_data  # noqa: E402
 from nmt.export.ct2 import export_ct2  # noqa: E402
-from nmt.export.folder import ExportError  # noqa: E402
 from nmt.fileio import file_sha256  # noqa: E402
+from nmt.outputs import OutputError, file_marker  # noqa: E402
 from nmt.train import train  # noqa: E402
 
 from .conftest import TOY_PAIRS  # noqa: E402
@@ -298,7 +298,8 @@ def test_refuses_to_overwrite_without_force(trained, tmp_path):
     assert file_sha256(out) == before
     export(trained.run, out, format="argos", force=True, version="1.1")  # ours: replaced
     assert read_package_info(out)["metadata"]["package_version"] == "1.1"
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert leftovers == [file_marker(out).name]  # no temporaries, only the marker
 
 
 @pytest.mark.parametrize(
@@ -316,7 +317,7 @@ def test_force_replaces_only_a_package_nmt_made(trained, tmp_path, content):
     else:
         out.write_bytes(content)
     before = out.read_bytes()
-    with pytest.raises(ExportError, match="not an Argos package made by nmt"):
+    with pytest.raises(OutputError, match="not made by nmt-export"):
         export(trained.run, out, format="argos", force=True)
     assert out.read_bytes() == before
     assert not is_nmt_package(out)
@@ -326,7 +327,7 @@ def test_force_never_replaces_a_folder(trained, tmp_path):
     out = tmp_path / "folder.argosmodel"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(ExportError, match="not an Argos package made by nmt"):
+    with pytest.raises(OutputError, match="not a file"):
         export(trained.run, out, format="argos", force=True)
     assert (out / "keep.txt").read_text() == "mine"
 

@@ -26,6 +26,7 @@ from nmt.distill import (
     source_data,
 )
 from nmt.fileio import file_sha256
+from nmt.outputs import OutputError
 from nmt.train import train
 from nmt.translate import load
 
@@ -162,9 +163,9 @@ def test_another_job_needs_force(teacher, tmp_path, monkeypatch):
 
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine\n")
-    with pytest.raises(DistillError, match="holds no distillation"):
+    with pytest.raises(OutputError, match="not made by nmt-distill"):
         distill(teacher / "run", data, tmp_path / "busy", CONFIG)
-    with pytest.raises(DistillError, match="holds or lies inside the input"):
+    with pytest.raises(OutputError, match="holds or lies inside the input"):
         distill(teacher / "run", data, teacher / "toy", CONFIG)
 
 
@@ -355,17 +356,17 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 def test_force_never_touches_a_folder_that_is_not_a_distillation(teacher, tmp_path):
-    from nmt.fileio import FolderBusyError, FolderLock
+    from nmt.outputs import FolderBusyError, FolderLock
 
     data = toy_data(teacher)
     user = tmp_path / "user"
     (user / "parts").mkdir(parents=True)  # the user's own parts/, nothing of ours
     (user / "parts" / "chapter.txt").write_text("mine\n")
-    with pytest.raises(DistillError, match="holds no distillation"):
+    with pytest.raises(OutputError, match="not made by nmt-distill"):
         distill(teacher / "run", data, user, CONFIG, force=True)
     assert (user / "parts" / "chapter.txt").read_text() == "mine\n"
     for inside in (teacher, teacher / "run", teacher / "run" / "sub"):  # inputs: never
-        with pytest.raises(DistillError, match="holds or lies inside the input"):
+        with pytest.raises(OutputError, match="holds or lies inside the input"):
             distill(teacher / "run", data, inside, CONFIG, force=True)
     with FolderLock(tmp_path / "d", "test"), pytest.raises(FolderBusyError, match="PID"):
         distill(teacher / "run", data, tmp_path / "d", CONFIG)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from nmt.cli import export_main
-from nmt.export import ct2 as export_ct2
 from nmt.export import export
 from nmt.export.folder import EXPORT_INFO
+from nmt.outputs import Output
 
 from .toys import random_state
 
@@ -65,14 +65,14 @@ def test_an_export_published_meanwhile_is_not_replaced(run, tmp_path, monkeypatc
     """The check at the start is not enough: the first export to finish wins, the other
     fails at publish time and leaves the winner's folder as it was."""
     out = tmp_path / "exp"
-    real_publish = export_ct2._publish
+    real_publish = Output._publish_folder
 
-    def publish_after_a_rival(staging, out_dir, workdir, force):
-        monkeypatch.setattr(export_ct2, "_publish", real_publish)
-        export(run, out_dir, quantization="int8")  # the rival finishes first
-        real_publish(staging, out_dir, workdir, force)
+    def publish_after_a_rival(self, staging, workdir):
+        monkeypatch.setattr(Output, "_publish_folder", real_publish)
+        export(run, self.path, quantization="int8")  # the rival finishes first
+        real_publish(self, staging, workdir)
 
-    monkeypatch.setattr(export_ct2, "_publish", publish_after_a_rival)
+    monkeypatch.setattr(Output, "_publish_folder", publish_after_a_rival)
     with pytest.raises(FileExistsError, match="meanwhile"):
         export(run, out)
     assert '"int8"' in (out / EXPORT_INFO).read_text()  # the rival's export, intact

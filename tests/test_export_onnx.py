@@ -33,6 +33,7 @@ from nmt.export.onnx import (  # noqa: E402
 )
 from nmt.fileio import file_sha256  # noqa: E402
 from nmt.model import Transformer  # noqa: E402
+from nmt.outputs import MARKER  # noqa: E402
 from nmt.search import SearchOptions, search  # noqa: E402
 from nmt.train import train  # noqa: E402
 from nmt.translate import load  # noqa: E402
@@ -180,7 +181,7 @@ def test_export_describes_itself(trained):
     assert info["tokenizer"]["sha256"] == trained.state["tokenizer_sha256"]
     assert (folder / TOKENIZER_FILE).read_bytes() == trained.state["tokenizer_model"]
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE, "nmt_export.json"]
+        [ENCODER_FILE, DECODER_FILE, TOKENIZER_FILE, "nmt_export.json", MARKER]
     )
     int8 = read_export_info(trained.root / "int8")
     assert int8["quantization"] == "int8"

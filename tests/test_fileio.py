@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from nmt.fileio import FolderBusyError, FolderLock, atomic_write_text
+from nmt.fileio import atomic_write_text
+from nmt.outputs import FolderBusyError, FolderLock
 
 
 def test_atomic_writes_respect_the_umask(tmp_path):
@@ -43,7 +44,7 @@ def test_a_write_without_replace_never_replaces(tmp_path):
 
 HOLDER = """
 import sys, time
-from nmt.fileio import FolderLock
+from nmt.outputs import FolderLock
 with FolderLock(sys.argv[1], "test"):
     print("locked", flush=True)
     time.sleep(600)

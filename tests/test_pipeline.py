@@ -314,7 +314,7 @@ def test_training_stage_resumes_a_killed_run(tmp_path, toy_corpus, caplog):
 
 
 def test_one_pipeline_at_a_time_per_root(tmp_path):
-    from nmt.fileio import FolderBusyError, FolderLock
+    from nmt.outputs import FolderBusyError, FolderLock
 
     config = load_pipeline_config(tiny_pipeline(tmp_path, bench=False))
     with FolderLock(config.root, "test"), pytest.raises(FolderBusyError, match="PID"):

@@ -24,6 +24,7 @@ from nmt.cli import COMMANDS, prepare_main
 from nmt.config import ConfigError, TokenizerConfig, from_dict
 from nmt.data import CorpusError, encode_parallel, read_parallel
 from nmt.manifest import load_manifest
+from nmt.outputs import OutputError
 from nmt.prepare import (
     PrepareConfig,
     PrepareError,
@@ -289,17 +290,17 @@ def test_force_never_touches_a_users_files(toy_tokenizer, tmp_path):
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     for force in (False, True):
-        with pytest.raises(PrepareError, match="holds files nmt-prepare did not make"):
+        with pytest.raises(OutputError, match="not made by nmt-prepare"):
             prepare(c, toy_tokenizer, out, force=force)
     assert (out / "notes.txt").read_text() == "mine"
-    with pytest.raises(PrepareError, match="holds the input"):
+    with pytest.raises(OutputError, match="holds or lies inside the input"):
         prepare(c, toy_tokenizer, tmp_path / "data", force=True)
     assert Path(f"{prefix}.en").is_file()
     # An spm.model is nmt-prepare's only in a folder it prepared.
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "spm.model").write_bytes(b"a user's model")
-    with pytest.raises(PrepareError, match=r"did not make \(spm.model\)"):
+    with pytest.raises(OutputError, match="not made by nmt-prepare"):
         prepare(c, TokenizerConfig(vocab_size=60, byte_fallback=False), mine, force=True)
     assert (mine / "spm.model").read_bytes() == b"a user's model"
 

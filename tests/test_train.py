@@ -170,7 +170,7 @@ def test_one_trainer_per_run_folder_and_resume_after_kill(tmp_path, toy_corpus):
     import sys
     import time
 
-    from nmt.fileio import FolderBusyError
+    from nmt.outputs import FolderBusyError
 
     run = tmp_path / "run"
     sets = [a for kv in toy_overrides(run, toy_corpus) for a in ("--set", kv)]

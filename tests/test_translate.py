@@ -21,10 +21,10 @@ def test_output_that_is_the_input_is_refused(checkpoint, tmp_path, capsys):
     text.write_text("a dog runs\na cat sleeps\n")
     link = tmp_path / "link.txt"
     link.symlink_to(text)
-    for output, what in ((text, "input file"), (link, "input file"), (checkpoint, "model file")):
+    for output, what in ((text, "the input"), (link, "symbolic link"), (checkpoint, "the input")):
         assert translate_main(["-m", str(checkpoint), "-i", str(text), "-o", str(output)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and f"is the {what}" in err[0], err
+        assert len(err) == 1 and what in err[0] and str(output) in err[0], err
     assert text.read_text() == "a dog runs\na cat sleeps\n"
     assert checkpoint.stat().st_size > 1000
     out = tmp_path / "out.txt"

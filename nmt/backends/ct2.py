@@ -35,9 +35,11 @@ the model; PyTorch decodes it from the lone EOS.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import ctranslate2
 import torch
@@ -47,7 +49,7 @@ from nmt.export.folder import EXPORT_INFO, TOKENIZER_FILE, ExportError, read_ct2
 from nmt.export.folder import is_ct2_export as is_ct2_export  # the recogniser, engine-free
 from nmt.inputs import encode_nonblank
 from nmt.tokenizer import Tokenizer
-from nmt.vocab import BOS, PAD
+from nmt.vocab import BOS, EOS, PAD, UNK
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class CT2Translator:
         self.tokenizer = Tokenizer(spm_path.read_bytes(), str(spm_path))
         if self.tokenizer.sha256() != self.info["tokenizer"]["sha256"]:
             raise ExportError(f"{spm_path}: does not match the sha256 in {EXPORT_INFO}")
+        check_vocabulary(self.path, self.tokenizer)
         if not fits_in_memory(self.path):  # short of memory, CTranslate2 may abort the process
             raise ExportError(out_of_memory(self.path))
         try:
@@ -158,6 +161,54 @@ class CT2Translator:
         truncated), within [1, max_positions - 1]."""
         limits = (torch.tensor(src_lens, dtype=torch.float32) * max_len_a + max_len_b).long()
         return limits.clamp(min=1, max=self.max_positions - 1).tolist()
+
+
+# The special tokens of CTranslate2's config.json, by the id whose piece each must be.
+SPECIAL_TOKENS = {"unk_token": UNK, "bos_token": BOS, "eos_token": EOS, "decoder_start_token": BOS}
+VOCABULARIES = ("shared_vocabulary", "source_vocabulary", "target_vocabulary")
+
+
+def check_vocabulary(path: Path, tokenizer: Tokenizer) -> None:
+    """Raise ExportError naming the file and key unless CTranslate2's `config.json` and
+    vocabulary files speak the export's tokenizer: an EOS that is not the tokenizer's (or in
+    no vocabulary) decodes without an error into nothing or garbage, and so does another
+    vocabulary (an empty one fails only at the first translation)."""
+    sp = tokenizer.sp
+    config_path = path / "config.json"
+    config = _read_json(config_path, dict)
+    for key, i in SPECIAL_TOKENS.items():
+        if config.get(key) != sp.id_to_piece(i):
+            raise ExportError(
+                f"{config_path}: {key} is {config.get(key)!r}, not the tokenizer's "
+                f"{sp.id_to_piece(i)!r} ({TOKENIZER_FILE})"
+            )
+    pieces = [sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+    for file in (path / f"{name}.json" for name in VOCABULARIES):
+        if not file.is_file():  # the export writes the shared one; CTranslate2 needs one
+            continue
+        found = _read_json(file, list)
+        if len(found) != len(pieces):
+            raise ExportError(
+                f"{file}: {len(found)} pieces, not the {len(pieces)} of the tokenizer"
+            )
+        for i, (piece, expected) in enumerate(zip(found, pieces, strict=True)):
+            if piece != expected:
+                raise ExportError(
+                    f"{file}: piece {i} is {piece!r}, not the tokenizer's {expected!r}"
+                )
+
+
+def _read_json(file: Path, kind: type) -> Any:
+    """The JSON value of `file`, which must be of type `kind`; ExportError naming it."""
+    try:
+        value = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{file}: missing from the CTranslate2 export") from None
+    except ValueError as e:
+        raise ExportError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(value, kind):
+        raise ExportError(f"{file}: a JSON {type(value).__name__}, not a {kind.__name__}")
+    return value
 
 
 def load_ct2(

@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from nmt.checkpoint import find_checkpoint
-from nmt.config import ConfigError, apply_overrides, check, check_name, from_dict, load_yaml
+from nmt.config import (
+    ConfigError,
+    apply_overrides,
+    check,
+    check_name,
+    check_number,
+    from_dict,
+    load_yaml,
+)
 from nmt.datasets import DATASETS, get_file
 from nmt.decoding import check_option, check_threads
 from nmt.search import SearchOptions
@@ -194,10 +202,10 @@ class BenchConfig:
                 check(names.index(name) == i, f"{key}[{i}].name", f"{name!r} is used twice")
         check(self.repeats >= 1, "repeats", "must be >= 1")
         check(self.warmup_batches >= 0, "warmup_batches", "must be >= 0")
-        check(self.min_pass_seconds >= 0, "min_pass_seconds", "must be >= 0 (0: one round)")
+        check_number(self.min_pass_seconds, "min_pass_seconds", ">= 0", " (0: one round)")
         check(self.latency_sentences >= 0, "latency_sentences", "must be >= 0")
-        check(self.cell_timeout_minutes > 0, "cell_timeout_minutes", "must be positive")
-        check(self.time_budget_minutes >= 0, "time_budget_minutes", "must be >= 0")
+        check_number(self.cell_timeout_minutes, "cell_timeout_minutes", "> 0")
+        check_number(self.time_budget_minutes, "time_budget_minutes", ">= 0", " (0: no limit)")
 
 
 @dataclass(frozen=True)

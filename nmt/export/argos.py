@@ -20,11 +20,11 @@ otherwise downloads a model from GitHub at first use. nmt ships a rule-based spl
 MiniSBD's format (`nmt.export.sbd`), or the MiniSBD model given as `sbd_model`.
 
 The input is a checkpoint (exported to CTranslate2 first, in a temporary folder) or an nmt
-CTranslate2 export folder, packaged as it is. The output file follows the export rules of
-`nmt.export.folder`: built beside the target, published by one link (no `force`: fails if
-the target exists, also when another process made it meanwhile) or rename (`force`); an
-existing file is replaced only with `force` and only if it is an Argos package that nmt
-made (it holds `nmt_argos.json`), never an input nor anything else.
+CTranslate2 export folder, packaged as it is. The output file follows the rules of
+`nmt.outputs`: built beside the target, published by one link (no `force`: fails if the
+target exists, also when another process made it meanwhile) or rename (`force`); an
+existing file is replaced only with `force` and only if nmt-export made it (its marker
+beside it, with the sha256 it wrote), never an input nor anything else.
 """
 
 from __future__ import annotations
@@ -46,11 +46,10 @@ from nmt.export.folder import (
     TOKENIZER_FILE,
     ExportError,
     is_ct2_export,
-    make_workdir,
-    recover_interrupted,
     write_json,
 )
 from nmt.fileio import file_sha256
+from nmt.outputs import claim
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +164,10 @@ def export_argos(
     ):
         raise ExportError(f"{sbd_model}: not a MiniSBD model file (.onnx)")
     inputs = (checkpoint_path, export_dir, vmap, sbd_model)
-    recover_interrupted(out)
-    check_output(out, force, inputs)
+    output = claim(out, "nmt-export", inputs=inputs, force=force, folder=False)
 
     top = f"nmt-translate-{from_code}_{to_code}-{version.replace('.', '_')}"
-    workdir = make_workdir(out)
-    try:
+    with output.workspace() as workdir:
         root = workdir / top
         root.mkdir()
         model_dir = root / "model"
@@ -218,9 +215,7 @@ def export_argos(
         )
         archive = workdir / "package.zip"
         _zip_folder(root, archive)
-        _publish(archive, out, force)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        output.publish_file(archive)
     log.info("wrote Argos Translate package %s -> %s (%s)", from_code, to_code, out)
     return out
 
@@ -264,28 +259,6 @@ def read_package_info(path: str | Path) -> dict[str, Any]:
     with zipfile.ZipFile(path) as z:
         name = next(n for n in z.namelist() if n.endswith(f"/{PROVENANCE_FILE}"))
         return json.loads(z.read(name))
-
-
-def check_output(out: Path, force: bool, inputs: tuple[str | Path | None, ...] = ()) -> None:
-    """Refuse an existing `out` unless `force` and it is a package nmt made that is not one
-    of `inputs` and lies inside none of them."""
-    if not (out.exists() or out.is_symlink()):
-        return
-    if not force:
-        raise FileExistsError(f"{out}: already exists (use --force to replace a package)")
-    resolved = out.resolve()
-    for source in filter(None, inputs):
-        src = Path(source).resolve()
-        if resolved == src or src in resolved.parents:
-            raise ExportError(
-                f"{out}: is or lies inside the input {source}; --force never replaces an "
-                "input: choose another output file"
-            )
-    if not is_nmt_package(out):
-        raise ExportError(
-            f"{out}: exists and is not an Argos package made by nmt (no {PROVENANCE_FILE}); "
-            "--force replaces only those: choose another output file"
-        )
 
 
 def _export_folder(source: dict[str, Any] | str | Path) -> Path | None:
@@ -377,24 +350,3 @@ def _zip_folder(root: Path, archive: Path) -> None:
                 z.write(path, path.relative_to(root.parent).as_posix())
     with open(archive, "rb+") as f:
         os.fsync(f.fileno())
-
-
-def _publish(archive: Path, out: Path, force: bool) -> None:
-    """Link the finished archive to `out` (fails if `out` exists: nothing is replaced
-    without `force`), or with `force` rename it over an earlier nmt package, checked again."""
-    if force and (out.exists() or out.is_symlink()):
-        if not is_nmt_package(out):
-            raise ExportError(f"{out}: is no longer an Argos package made by nmt; not replaced")
-        os.replace(archive, out)
-    else:
-        try:
-            os.link(archive, out)
-        except FileExistsError:
-            raise FileExistsError(
-                f"{out}: created by another process meanwhile; not replaced"
-            ) from None
-    fd = os.open(out.parent, os.O_RDONLY)  # the new name survives a crash
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,7 +27,6 @@ What makes the exported model see exactly what `nmt.model.Transformer` sees:
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,17 +45,14 @@ from nmt.export.folder import (
     EXPORT_INFO,
     TOKENIZER_FILE,
     ExportError,
-    check_output,
-    make_workdir,
     read_ct2_info,
-    recover_interrupted,
     source_model,
     tokenizer_info,
 )
-from nmt.export.folder import publish as _publish
 from nmt.export.folder import write_json as _write_json
-from nmt.fileio import file_sha256
+from nmt.fileio import errors_naming, file_sha256
 from nmt.model import Transformer, sinusoidal_positions
+from nmt.outputs import claim
 from nmt.tokenizer import Tokenizer
 from nmt.vocab import BOS, EOS, UNK
 
@@ -81,7 +77,7 @@ def export_ct2(
     `quantization` is any CTranslate2 weight type (int8, int8_float32, int16, float16,
     bfloat16, float32, ...); `vmap` a vocabulary mapping file copied in as `vmap.txt`
     (used when translating with `use_vmap`). An existing `out_dir` is an error unless
-    `force` and it is an earlier export (see `nmt.export.folder`), in which case it is
+    `force` and it is an earlier export (see `nmt.outputs`), in which case it is
     replaced only once the new export is complete.
     `checkpoint_path` is recorded as provenance.
     """
@@ -90,8 +86,7 @@ def export_ct2(
         raise ValueError(
             f"unknown quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})"
         )
-    recover_interrupted(out_dir)
-    check_output(out_dir, force, (checkpoint_path, vmap))
+    output = claim(out_dir, "nmt-export", inputs=(checkpoint_path, vmap), force=force)
     if vmap is not None and not Path(vmap).is_file():
         raise FileNotFoundError(f"{vmap}: vocabulary mapping file not found")
 
@@ -99,9 +94,9 @@ def export_ct2(
     model = model_from_checkpoint(checkpoint_state)
     spec = build_spec(model, tokenizer)
 
-    workdir = make_workdir(out_dir)
-    try:
-        staging = workdir / "export"
+    # A write that fails (a full disk) names the export: CTranslate2's writer and `write_bytes`
+    # raise OSErrors that name no file.
+    with output.staging() as staging, errors_naming(out_dir):
         _SpecConverter(spec).convert(
             str(staging),
             vmap=None if vmap is None else str(vmap),
@@ -110,9 +105,6 @@ def export_ct2(
         (staging / TOKENIZER_FILE).write_bytes(tokenizer.model_proto)
         info = export_info(checkpoint_state, model, tokenizer, quantization, vmap, checkpoint_path)
         _write_json(staging / EXPORT_INFO, info)
-        _publish(staging, out_dir, workdir, force)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     log.info("exported CTranslate2 %s model -> %s", quantization, out_dir)
     return out_dir
 

@@ -30,7 +30,6 @@ backend never exceeds it).
 from __future__ import annotations
 
 import logging
-import shutil
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,18 +48,15 @@ from nmt.export.folder import (
     ONNX_FORMAT,
     TOKENIZER_FILE,
     ExportError,
-    check_output,
     kv_names,
-    make_workdir,
     read_onnx_info,
-    recover_interrupted,
     source_model,
     tokenizer_info,
 )
-from nmt.export.folder import publish as _publish
 from nmt.export.folder import write_json as _write_json
-from nmt.fileio import file_sha256
+from nmt.fileio import errors_naming, file_sha256
 from nmt.model import Transformer
+from nmt.outputs import claim
 from nmt.tokenizer import Tokenizer
 from nmt.vocab import BOS, EOS, PAD, UNK
 
@@ -129,7 +125,7 @@ def export_onnx(
     """Export a checkpoint (a path, or the state `load_checkpoint` returns) to an ONNX folder.
 
     `quantization` is float32 or int8. An existing `out_dir` is an error unless `force` and
-    it is an earlier export (see `nmt.export.folder`), in which case it is replaced only
+    it is an earlier export (see `nmt.outputs`), in which case it is replaced only
     once the new export is complete. `checkpoint_path`
     (default: the path given) is recorded as provenance.
     """
@@ -139,8 +135,7 @@ def export_onnx(
         raise ValueError(
             f"unknown ONNX quantization {quantization!r} (known: {', '.join(QUANTIZATIONS)})"
         )
-    recover_interrupted(out_dir)
-    check_output(out_dir, force, (checkpoint_path,))
+    output = claim(out_dir, "nmt-export", inputs=(checkpoint_path,), force=force)
     model = model_from_checkpoint(state)
     if tokenizer.vocab_size != model.config.vocab_size:
         raise ExportError(
@@ -148,11 +143,11 @@ def export_onnx(
             f"{model.config.vocab_size}"
         )
 
-    workdir = make_workdir(out_dir)
-    try:
-        staging = workdir / "export"
+    # A write that fails (a full disk) names the export: torch.onnx.export and `write_bytes`
+    # raise OSErrors that name no file.
+    with output.staging() as staging, errors_naming(out_dir):
         staging.mkdir()
-        graphs = workdir / "float32" if quantization == "int8" else staging
+        graphs = staging.parent / "float32" if quantization == "int8" else staging
         graphs.mkdir(exist_ok=True)
         export_graphs(model, graphs)
         if quantization == "int8":
@@ -161,9 +156,6 @@ def export_onnx(
         (staging / TOKENIZER_FILE).write_bytes(tokenizer.model_proto)
         info = export_info(state, model, tokenizer, quantization, checkpoint_path, staging)
         _write_json(staging / EXPORT_INFO, info)
-        _publish(staging, out_dir, workdir, force)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     log.info("exported ONNX %s model -> %s", quantization, out_dir)
     return out_dir
 

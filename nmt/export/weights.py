@@ -6,7 +6,6 @@ from it directly; it is the compact, pickle-free form in which trained models ar
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,11 @@ from nmt import __version__
 from nmt.checkpoint import model_from_checkpoint
 from nmt.export.folder import (
     EXPORT_INFO,
-    check_output,
-    make_workdir,
-    publish,
-    recover_interrupted,
     source_model,
     tokenizer_info,
     write_json,
 )
+from nmt.outputs import claim
 from nmt.weights import DTYPES, write_weights
 
 log = logging.getLogger(__name__)
@@ -41,15 +37,14 @@ def export_weights(
 ) -> Path:
     """Write the weights folder `out_dir` of a checkpoint (a path, or the state
     `load_checkpoint` returns); `quantization` is the weights' dtype on disk (float16,
-    bfloat16 or float32). The folder rules of `nmt.export.folder` apply."""
+    bfloat16 or float32). The output rules of `nmt.outputs` apply."""
     state, checkpoint_path, tokenizer = source_model(state_or_checkpoint, checkpoint_path)
     out_dir = Path(out_dir)
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             f"unknown weights dtype {quantization!r} (known: {', '.join(QUANTIZATIONS)})"
         )
-    recover_interrupted(out_dir)
-    check_output(out_dir, force, (checkpoint_path,))
+    output = claim(out_dir, "nmt-export", inputs=(checkpoint_path,), force=force)
     model = model_from_checkpoint(state)
     provenance = {
         "source_checkpoint": None if checkpoint_path is None else str(checkpoint_path),
@@ -57,9 +52,7 @@ def export_weights(
         "averaged_from": state.get("averaged_from"),
         "parent": state.get("parent"),  # the model it was fine-tuned from (nmt.finetune)
     }
-    workdir = make_workdir(out_dir)
-    try:
-        staging = workdir / "export"
+    with output.staging() as staging:
         write_weights(state, staging, dtype=quantization, provenance=provenance)
         info = {
             "format": FORMAT,
@@ -74,8 +67,5 @@ def export_weights(
             **provenance,
         }
         write_json(staging / EXPORT_INFO, info)
-        publish(staging, out_dir, workdir, force)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     log.info("exported %s weights -> %s", quantization, out_dir)
     return out_dir
