@@ -63,7 +63,7 @@ from nmt.config import (
 from nmt.datasets import split_paths
 from nmt.distill import DistillConfig
 from nmt.fileio import atomic_write_text
-from nmt.outputs import FolderLock
+from nmt.outputs import FolderLock, claim
 
 log = logging.getLogger(__name__)
 
@@ -393,6 +393,8 @@ def run_pipeline(
     if until is not None and until not in names:
         raise ConfigError(f"--until: unknown stage {until!r} (stages: {', '.join(names)})")
     root = Path(config.root)
+    inputs = [config.teacher.model]  # an adopted teacher; each stage claims its own inputs
+    claim(root, "nmt-pipeline", inputs=inputs, resumable=True).make()
     with FolderLock(root, "nmt-pipeline"):  # one pipeline at a time in a root
         if estimate:
             _log_estimate(config)
@@ -668,7 +670,7 @@ def bench_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConf
         "latency_sentences": b.latency_sentences,
         "time_budget_minutes": b.time_budget_minutes,
     }
-    grid_path = root / "bench" / "grid.yaml"
+    grid_path = claim(root / "bench", "nmt-bench", resumable=True).make() / "grid.yaml"
     header = f"# written by nmt-pipeline ({c.name}); rerun: nmt-bench --config {grid_path}\n"
     atomic_write_text(grid_path, header + yaml.safe_dump(grid, sort_keys=False))
     result = bench(bench_config(grid))  # grid.yaml is its record, for reruns

@@ -173,8 +173,8 @@ def _metadata_json(file: Path, metadata: dict[str, str], key: str, kind: type) -
     except ValueError as e:
         raise WeightsError(f"{file}: metadata {key} is not valid JSON ({e})") from None
     if not isinstance(value, kind):
-        wanted = "a JSON object" if kind is dict else f"a JSON {kind.__name__}"
-        raise WeightsError(f"{file}: metadata {key} is {type(value).__name__}, not {wanted}")
+        found, wanted = type(value).__name__, kind.__name__
+        raise WeightsError(f"{file}: metadata {key} is a JSON {found}, not a {wanted}")
     return value
 
 

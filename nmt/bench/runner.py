@@ -25,6 +25,7 @@ from nmt import machine
 from nmt.bench.grid import BenchConfig, Cell, expand_cells
 from nmt.bench.records import RESULTS_FILE, append_record, measured, read_records
 from nmt.bench.report import write_report
+from nmt.outputs import claim
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,12 @@ def bench(
         raise FileNotFoundError(f"{compare}: no such results file to compare with")
     out = output_dir_of(config, output_dir)
     result = BenchResult(out, out / "report.md")
+    output = claim(out, "nmt-bench", resumable=True)  # a folder nmt-bench made, or a new one
     if measure:
         cells = select_cells(config, device, only)
-        out.mkdir(parents=True, exist_ok=True)
+        inputs = [path for c in cells for path in (c.path, c.src, c.ref)]
+        claim(out, "nmt-bench", inputs=inputs, resumable=True)
+        output.make()
         run_cells(cells, out / RESULTS_FILE, config, force, result)
     write_report(out / RESULTS_FILE, out, title=config.name, compare=compare)
     return result
