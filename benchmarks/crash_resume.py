@@ -90,7 +90,7 @@ WORKER_GRACE_S = 60  # a worker still importing or translating a chunk exits aft
 def install_pause(phase: str, name: str, nth: int, signal_file: Path) -> None:
     """Make this process stop (sleep, for the parent to kill) at `phase` of the `nth`
     matching write. Patches are process-local and touch no library file."""
-    import nmt.export.ct2 as export_ct2
+    from nmt.outputs import Output
 
     seen = 0
 
@@ -138,18 +138,18 @@ def install_pause(phase: str, name: str, nth: int, signal_file: Path) -> None:
 
         TransformerSpec.save = save
     elif phase == "export-before-publish":
-        real_publish = export_ct2._publish
+        real_publish = Output._publish_folder
 
         def publish(*args) -> None:
             pause()
             real_publish(*args)
 
-        export_ct2._publish = publish
+        Output._publish_folder = publish
     elif phase == "export-between-renames":
         real_rename = Path.rename
 
         def rename(self: Path, target):
-            if self.name == "export":  # the staging folder: the old export is aside now
+            if self.name == "out":  # the staging folder: the old export is aside now
                 pause()
             return real_rename(self, target)
 

@@ -34,6 +34,7 @@ from nmt.datasets import split_paths
 from nmt.decoding import Decoding
 from nmt.fileio import atomic_write_bytes, atomic_write_text, file_sha256
 from nmt.machine import hardware
+from nmt.outputs import claim
 from nmt.tokenizer import Tokenizer
 from nmt.weights import TOKENIZER_FILE, WEIGHTS_FILE, read_weights
 
@@ -47,8 +48,7 @@ def adopt(source: str | Path, run: RunConfig) -> dict[str, Any]:
     dev set (`run.data.valid`) is translated greedily to score it. Returns the summary."""
     source = Path(source)
     state = read_weights(source)  # checks format, tokenizer hash; raises WeightsError
-    run_dir = Path(run.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = claim(run.run_dir, "nmt-train", inputs=[source], resumable=True).make()
     weights = source if source.name == WEIGHTS_FILE else source / WEIGHTS_FILE
     atomic_write_bytes(run_dir / WEIGHTS_FILE, weights.read_bytes())
     atomic_write_bytes(run_dir / TOKENIZER_FILE, state["tokenizer_model"])

@@ -235,6 +235,10 @@ def _check_weights(path: Path, state: dict[str, Any]) -> None:
             f"{path}: weights do not match model_config (missing {missing[:3]}, "
             f"unexpected {extra[:3]}, other shape {shapes[:3]})"
         )
+    for key, tensor in state["model"].items():  # dtype with shape: integers are no weights
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            dtype = getattr(tensor, "dtype", type(tensor).__name__)
+            raise CheckpointError(f"{path}: tensor {key!r} is {dtype}, not floating point")
 
 
 def model_from_checkpoint(state: dict[str, Any], source: str | Path | None = None) -> Transformer:

@@ -41,6 +41,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from nmt.export.folder import ExportError
     from nmt.outputs import FolderBusyError
     from nmt.prepare import PrepareError
+    from nmt.weights import WeightsError
 
     # OSError: a missing or unreadable file, a full disk (the message names the file).
     return (
@@ -51,6 +52,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
         CheckpointError,
         ExportError,
         PrepareError,
+        WeightsError,
         OSError,
         ValueError,
     )
@@ -104,7 +106,7 @@ def train_main(argv: list[str] | None = None) -> int:
 
 def translate_main(argv: list[str] | None = None) -> int:
     from nmt.decoding import Decoding, is_out_of_memory
-    from nmt.translate import BACKENDS
+    from nmt.translate import BACKENDS, MAX_LINE_CHARS
 
     p = argparse.ArgumentParser(
         prog="nmt-translate",
@@ -151,6 +153,13 @@ def translate_main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--no-vmap", action="store_true", help="CTranslate2: ignore the export's vocabulary map"
+    )
+    p.add_argument(
+        "--max-line-chars",
+        type=int,
+        default=MAX_LINE_CHARS,
+        help="refuse an input line longer than this many characters (0: no limit); "
+        "with -o nothing is written",
     )
     p.add_argument(
         "--exact-length-limits",
@@ -212,10 +221,13 @@ def translate_main(argv: list[str] | None = None) -> int:
                 )
             )
             out = stack.enter_context(output.open_text()) if output else sys.stdout
-            for line in translate_stream(translator, src, **asdict(decoding), **extra):
+            lines = translate_stream(
+                translator, src, **asdict(decoding), max_line_chars=args.max_line_chars, **extra
+            )
+            for line in lines:
                 out.write(line.replace("\n", " ") + "\n")
             out.flush()
-    except OSError as e:  # an unreadable input, a full disk
+    except (OSError, ValueError) as e:  # an unreadable input, a full disk, a line too long
         return _fail(e)
     except Exception as e:  # MemoryError, or an engine's own words for it
         if not is_out_of_memory(e):

@@ -66,7 +66,7 @@ from nmt.data import read_lines, read_parallel
 from nmt.datasets import DATASETS, DatasetError, split_paths
 from nmt.decoding import Decoding, check_option, check_threads
 from nmt.fileio import atomic_write_text, file_sha256, remove_stale_temporaries
-from nmt.outputs import FolderLock, claim, made_by, remove, write_marker
+from nmt.outputs import FolderLock, claim, ensure_folder, made_by, remove, write_marker
 from nmt.search import SearchOptions
 from nmt.weights import WEIGHTS_FILE
 
@@ -406,7 +406,7 @@ def translate_corpus(
     shard = config.shard_of
     folder = shard_folder(output_dir, *shard) if shard else output_dir
     parts = Parts(folder / PARTS, len(sources), config.chunk_lines)
-    parts.folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(parts.folder)
     remove_stale_temporaries(parts.folder)  # a chunk being written when the run was killed
     job_path = parts.folder / JOB
     mine = job | {"shard": config.shard} if shard else job

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from nmt.fileio import atomic_write_text
+from nmt.outputs import open_nofollow
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +21,8 @@ class RunLog:
 
     def append(self, record: dict[str, Any]) -> None:
         try:
-            with open(self.path, "a", encoding="utf-8") as f:
+            fd = open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         except OSError as e:  # a failed write's error does not name the file
             raise OSError(e.errno, e.strerror, str(self.path)) from e

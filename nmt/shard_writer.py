@@ -23,6 +23,7 @@ import sentencepiece as spm
 
 from nmt.fileio import atomic_write_bytes, file_sha256
 from nmt.manifest import FilterCounts, ShardInfo
+from nmt.outputs import ensure_folder
 from nmt.prepare_worker import Filters, encode_chunk, encode_in_worker, init_worker
 from nmt.shards import Shard, ShardError, read_header, shard_bytes, shard_name, token_dtype
 from nmt.sources import CorpusFiles, read_chunks
@@ -94,7 +95,7 @@ def write_shards(
 ) -> tuple[list[ShardInfo], list[Tally]]:
     """Write every missing shard of `corpora` into `folder`, in corpus order; describe all
     of them, and total each corpus."""
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder)
     dtype = token_dtype(tok.vocab_size)
     common = {
         "tokenizer_sha256": tok.sha256(),

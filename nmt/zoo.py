@@ -25,8 +25,8 @@ from typing import Any
 from nmt import machine
 from nmt.bench.records import latest, read_records
 from nmt.data import read_parallel
-from nmt.fileio import atomic_write_text
-from nmt.outputs import claim
+from nmt.fileio import atomic_write_bytes, atomic_write_text
+from nmt.outputs import claim, ensure_folder
 from nmt.scoring import score
 from nmt.translate import load
 
@@ -66,7 +66,7 @@ def write_zoo(
         for beam in BEAMS:
             hyps = translator.translate(sources, beam_size=beam, **options)
             path = out_dir / "translations" / f"{model.name}.beam{beam}.{tgt_lang}"
-            path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_folder(path.parent)
             atomic_write_text(path, "".join(h + "\n" for h in hyps))
             row[f"beam{beam}"] = {**score(hyps, references).as_dict(), "file": str(path)}
             row[f"beam{beam}"]["speed"] = _speed(records, model.bench_name, beam)
@@ -75,8 +75,8 @@ def write_zoo(
                     records, model.pytorch_bench_name, beam
                 )
         config = out_dir / "configs" / f"{model.name}.yaml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(model.run_dir / "config.yaml", config)
+        ensure_folder(config.parent)
+        atomic_write_bytes(config, (model.run_dir / "config.yaml").read_bytes())
         rows.append(row)
     zoo = {
         "test_set": {"src": str(src), "ref": str(ref), "sentences": len(sources)},

@@ -27,6 +27,7 @@ from nmt.cli import (
     translate_main,
     vmap_main,
 )
+from nmt.outputs import MARKER
 from nmt.tokenizer import Tokenizer
 
 from .conftest import TOY_PAIRS
@@ -78,6 +79,7 @@ def test_every_loader_refuses_the_hostile_checkpoint(hostile, tmp_path, capsys):
     run = tmp_path / "run"  # a run whose last.pt is the hostile file: --resume loads it
     run.mkdir()
     (run / "last.pt").write_bytes(checkpoint.read_bytes())
+    (run / MARKER).write_text('{"kind": "nmt-train"}')  # a run folder unpacked from elsewhere
     train_args = [
         f"run_dir={run}",
         f"data.data_dir={corpus}",

@@ -260,7 +260,7 @@ def test_loading_a_checkpoint_out_of_memory_is_one_checkpoint_error(models, monk
 
 
 def test_cli_out_of_memory_at_load_is_one_line(models, monkeypatch, capsys):
-    def out_of_memory(state):
+    def out_of_memory(state, source=None):
         raise MemoryError
 
     monkeypatch.setattr(nmt.backends.pytorch, "model_from_checkpoint", out_of_memory)

@@ -197,5 +197,5 @@ def test_every_readme_example_runs_as_written(tmp_path):
         )
         ran.append(code)
     assert (sandbox / "runs" / "pipelines" / "quickstart" / "zoo" / "zoo.md").is_file()
-    assert (sandbox / "runs" / "multi30k-small" / "test").exists()
+    assert (sandbox / "runs" / "multi30k-small-test").exists()
     assert len(ran) >= 8, ran

@@ -27,6 +27,7 @@ from nmt.cli import train_main, translate_main
 from nmt.config import ModelConfig, TokenizerConfig
 from nmt.export.ct2 import EXPORT_INFO, export_ct2
 from nmt.model import Transformer
+from nmt.outputs import MARKER
 from nmt.tokenizer import train_tokenizer
 from nmt.translate import load, translate_stream
 
@@ -221,6 +222,7 @@ def test_incompatible_checkpoints_are_one_line_errors(trained_run, tmp_path, cap
 def test_resume_from_a_foreign_last_pt_is_one_line(trained_run, tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
+    (run / MARKER).write_text('{"kind": "nmt-train"}')  # a run folder from elsewhere
     data = trained_run.parent / "data"
     rewrite(trained_run / "last.pt", run / "last.pt", format_version=99)
     assert train_main([*toy_sets(run, data), "--resume"]) == 2

@@ -59,7 +59,9 @@ def load_torch(path: Path, device: str = "cpu", threads: int = 0, **_: object) -
     try:
         state = load_checkpoint(ckpt)
         tokenizer = Tokenizer(state["tokenizer_model"], f"{ckpt}:tokenizer_model")
-        return TorchTranslator(model_from_checkpoint(state), tokenizer, device, threads, str(ckpt))
+        return TorchTranslator(
+            model_from_checkpoint(state, ckpt), tokenizer, device, threads, str(ckpt)
+        )
     except (MemoryError, RuntimeError) as e:  # PyTorch's allocators raise RuntimeError
         if isinstance(e, CheckpointError) or not is_out_of_memory(e):
             raise
@@ -95,6 +97,6 @@ def load_ensemble(
                 "share one tokenizer"
             )
         tokenizer = tokenizer or member
-        models.append(model_from_checkpoint(state))
+        models.append(model_from_checkpoint(state, ckpt))
         sources.append(str(ckpt))
     return TorchTranslator(Ensemble(models), tokenizer, device, threads, " + ".join(sources))

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from nmt.outputs import ensure_folder, open_nofollow
+
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.jsonl"
@@ -22,8 +24,8 @@ RESULTS_FILE = "results.jsonl"
 def append_record(path: str | Path, record: dict[str, Any]) -> None:
     """Append `record` as one line, in one write, and flush it to disk."""
     data = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    ensure_folder(Path(path).parent)
+    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         written = os.write(fd, data)
         if written != len(data):

@@ -22,6 +22,7 @@ from nmt.bench.plot import Point, frontier_plot
 from nmt.bench.records import latest, read_records
 from nmt.fileio import atomic_write_text
 from nmt.machine import describe_cpu
+from nmt.outputs import ensure_folder
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def write_report(
 ) -> Path:
     """Write report.md and the plots for the records in `results`; return the report path."""
     results, out = Path(results), Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_folder(out)
     current = list(latest(read_records(results)).values())
     ok = [r for r in current if r["status"] == "ok"]
     failed = [r for r in current if r["status"] != "ok"]
