@@ -54,20 +54,25 @@ class OutputProbes:
         results.append(self.outcome("10. distill -o a folder with stats.json", args, done, effect))
         # 2. nmt-translate -o inside the model
         self.nmt("export", str(self.run_dir), "-o", str(w / "weights"), "--format", "safetensors")
-        for model, inside in (
+        for original, inside in (
             (w / "ct2", "model.bin"),
             (self.run_dir, "last.pt"),
             (w / "weights", "model.safetensors"),
         ):
+            model = w / "victims" / original.name  # a copy: the old code destroys it
+            shutil.copytree(original, model)
             before = sha256s(model)
             args = ["translate", "-m", str(model), "-i", str(self.text), "-o", str(model / inside)]
             done = self.nmt(*args)
             effect = kept(before, sha256s(model), "model")
             results.append(self.outcome(f"11. translate -o MODEL/{inside}", args, done, effect))
         # 3. nmt-vmap --force over its own inputs
-        for target in (self.corpus / "train.en", self.run_dir / "last.pt"):
+        src, run = w / "victims" / "train.en", w / "victims" / "vmap-run"
+        shutil.copyfile(self.corpus / "train.en", src)
+        shutil.copytree(self.run_dir, run)
+        for target in (src, run / "last.pt"):
             before = sha256s(target)
-            args = ["vmap", "--model", str(self.run_dir), "--src", str(self.corpus / "train.en")]
+            args = ["vmap", "--model", str(run), "--src", str(src)]
             args += ["--tgt", str(self.corpus / "train.de"), "-o", str(target), "--force"]
             done = self.nmt(*args)
             effect = kept(before, sha256s(target), target.name)
@@ -328,7 +333,8 @@ class OutputProbes:
 
 def set_target_token(shard: Path, value: int) -> None:
     """Set the last target token of a prepared shard to `value`, in place (the layout of
-    nmt.shards' docstring: magic, header length, JSON header, then 8-byte-aligned arrays)."""
+    nmt.prepare.shards' docstring: magic, header length, JSON header, then 8-byte-aligned
+    arrays)."""
     data = bytearray(shard.read_bytes())
     length = int.from_bytes(data[8:16], "little")
     header = json.loads(data[16 : 16 + length])

@@ -1,4 +1,4 @@
-"""Peak memory of reading a large corpus: in memory (`nmt.data`, as nmt-train reads it today)
+"""Peak memory of reading a large corpus: in memory (`nmt.data.corpus`, as nmt-train reads it today)
 against prepared, memory-mapped shards (`nmt-prepare`).
 
 Writes a synthetic corpus of `--lines` short pairs (words of Multi30k's vocabulary, 3-12 a
@@ -31,13 +31,14 @@ BATCHES = 500  # batches drawn from the random-access corpora
 
 # Each measurement runs in a fresh interpreter: `python prepare_memory.py --measure WHAT DIR`.
 MEASURES = {
-    "baseline": "imports only (nmt.prepare, nmt.data, nmt.batching: torch among them)",
-    "prepare": "nmt.prepare.prepare (the main process; each worker: next row)",
+    "baseline": "imports only (nmt.prepare.folder, nmt.data.corpus, nmt.data.batching: torch "
+    "among them)",
+    "prepare": "nmt.prepare.folder.prepare (the main process; each worker: next row)",
     "worker": "what a worker does: encode one chunk of shard_lines pairs",
-    "read_parallel": "nmt.data.read_parallel: both sides as Python strings",
+    "read_parallel": "nmt.data.corpus.read_parallel: both sides as Python strings",
     "encoded": "read_parallel + encode_parallel + EpochIterator, "
     f"{BATCHES} batches (nmt-train today)",
-    "sharded": f"ShardedCorpus (mmap) + nmt.batching.EpochIterator, {BATCHES} batches",
+    "sharded": f"ShardedCorpus (mmap) + nmt.data.batching.EpochIterator, {BATCHES} batches",
     "streamed": "ShardBatches (mmap, one shard a window): a whole epoch, collated",
 }
 
@@ -70,12 +71,12 @@ def measure(what: str, folder: Path, workers: int = 1) -> dict:
     prefix, out = folder / "corpus" / "train", folder / "prepared"
     pairs = batches = 0
     extra = {}
-    if what == "worker":  # a spawned worker imports nmt.prepare_worker only, not torch
+    if what == "worker":  # a spawned worker imports nmt.prepare.worker only, not torch
         import sentencepiece as spm
 
-        from nmt.prepare_config import load_prepare_run
-        from nmt.prepare_worker import Filters, encode_chunk
-        from nmt.sources import corpus_files, read_chunks
+        from nmt.data.sources import corpus_files, read_chunks
+        from nmt.prepare.config import load_prepare_run
+        from nmt.prepare.worker import Filters, encode_chunk
 
         start = time.perf_counter()
         run = load_prepare_run(folder / "prepare.yaml")
@@ -91,10 +92,10 @@ def measure(what: str, folder: Path, workers: int = 1) -> dict:
             "pairs": pairs,
             "batches": 0,
         }
-    from nmt.batching import EpochIterator
-    from nmt.data import encode_parallel, read_parallel
-    from nmt.manifest import load_manifest
-    from nmt.prepare import load_prepare_run, prepare
+    from nmt.data.batching import EpochIterator
+    from nmt.data.corpus import encode_parallel, read_parallel
+    from nmt.prepare.folder import load_prepare_run, prepare
+    from nmt.prepare.manifest import load_manifest
     from nmt.tokenizer import Tokenizer
 
     start = time.perf_counter()
@@ -191,7 +192,7 @@ def main() -> int:
 
 
 def _report(args, folder: Path, generated: str, results: list[dict]) -> str:
-    from nmt.manifest import load_manifest
+    from nmt.prepare.manifest import load_manifest
 
     manifest = load_manifest(folder / "prepared")
     corpus_mb = sum((folder / "corpus" / f"train.{x}").stat().st_size for x in ("en", "de")) / 2**20

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from nmt.config import load_run_config
-from nmt.datasets import split_paths
+from nmt.data.datasets import split_paths
 from nmt.evaluate import evaluate
 from nmt.machine import describe_cpu, hardware
 

@@ -10,7 +10,7 @@ combinations, so nearly every pair is new. The first 100,000 and 1,000,000 pairs
 smaller corpora (the same file's head).
 
 Measured, each in a fresh process, nothing else running (the caller's job):
-1. `nmt.prepare.prepare` of the first `--throughput-pairs` pairs with 1 and with 2 workers,
+1. `nmt.prepare.folder.prepare` of the first `--throughput-pairs` pairs with 1 and with 2 workers,
    then of all `--pairs` with 2 workers: pairs/s (wall), bytes on disk per kept pair;
 2. `nmt-train` (tiny model, `--steps` updates, no validation decoding) reading prepared shards
    of 100,000 and of `--pairs` pairs, and reading the 100,000 and 1,000,000-pair files in

@@ -36,11 +36,11 @@ def _fail(error: Exception) -> int:
 def _user_errors() -> tuple[type[Exception], ...]:
     from nmt.checkpoint import CheckpointError
     from nmt.config import ConfigError
-    from nmt.data import CorpusError
-    from nmt.datasets import DatasetError
+    from nmt.data.corpus import CorpusError
+    from nmt.data.datasets import DatasetError
     from nmt.export.folder import ExportError
     from nmt.outputs import FolderBusyError
-    from nmt.prepare import PrepareError
+    from nmt.prepare.folder import PrepareError
     from nmt.weights import WeightsError
 
     # OSError: a missing or unreadable file, a full disk (the message names the file).
@@ -82,9 +82,10 @@ def train_main(argv: list[str] | None = None) -> int:
     if not args.config and not args.overrides:
         p.error("--config is needed (a run config YAML such as models/multi30k-small.yaml)")
     _setup_logging()
-    from nmt import distributed
     from nmt.config import load_run_config
-    from nmt.train import TrainingStopped, train
+    from nmt.training import distributed
+    from nmt.training.run import train
+    from nmt.training.stopping import TrainingStopped
 
     main = distributed.is_main()  # under torchrun, rank 0 reports; the others only warn
     if not main:
@@ -436,7 +437,7 @@ def bench_main(argv: list[str] | None = None) -> int:
 
 
 def vmap_main(argv: list[str] | None = None) -> int:
-    from nmt.datasets import DATASETS
+    from nmt.data.datasets import DATASETS
     from nmt.vmap import FREQUENT, IBM1_ITERATIONS, SCORERS, TOP_K
 
     p = argparse.ArgumentParser(
@@ -470,7 +471,7 @@ def vmap_main(argv: list[str] | None = None) -> int:
     elif not (args.src and args.tgt):
         p.error("give --src and --tgt, or --data")
     _setup_logging()
-    from nmt.datasets import get_file
+    from nmt.data.datasets import get_file
     from nmt.outputs import claim
     from nmt.tokenizer import Tokenizer
     from nmt.vmap import VMAP, build_vmap_from_files, tokenizer_from, write_vmap
@@ -502,7 +503,7 @@ def vmap_main(argv: list[str] | None = None) -> int:
 
 def distill_main(argv: list[str] | None = None) -> int:
     from nmt.config import DataConfig
-    from nmt.datasets import DATASETS
+    from nmt.data.datasets import DATASETS
     from nmt.distill import DistillConfig
 
     p = argparse.ArgumentParser(
@@ -633,7 +634,7 @@ def pipeline_main(argv: list[str] | None = None) -> int:
     from nmt.distill import DistillError
     from nmt.export.folder import ExportError
     from nmt.pipeline import PipelineError, load_pipeline_config, run_pipeline, stage_status
-    from nmt.train import TrainingStopped
+    from nmt.training.stopping import TrainingStopped
 
     overrides = args.overrides + ([f"data_dir={args.data_dir}"] if args.data_dir else [])
     try:
@@ -658,7 +659,7 @@ def pipeline_main(argv: list[str] | None = None) -> int:
 
 
 def prepare_main(argv: list[str] | None = None) -> int:
-    from nmt.prepare import WORKERS
+    from nmt.prepare.folder import WORKERS
 
     p = argparse.ArgumentParser(
         prog="nmt-prepare",
@@ -682,7 +683,7 @@ def prepare_main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     _setup_logging()
-    from nmt.prepare import load_prepare_run, prepare
+    from nmt.prepare.folder import load_prepare_run, prepare
 
     try:
         run = load_prepare_run(args.config, args.data_dir)

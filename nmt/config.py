@@ -155,7 +155,7 @@ class ScheduledSamplingConfig:
     """Scheduled sampling (Bengio et al. 2015) with a two-pass decoder (Mihaylova & Martins
     2019): a first pass without gradients predicts every target position; each gold decoder
     input is then replaced by the model's own prediction with the mixing probability of the
-    step (see nmt/sampling.py). Off by default (`max_prob` 0)."""
+    step (see nmt/training/sampling.py). Off by default (`max_prob` 0)."""
 
     schedule: str = "linear"  # constant, linear, exponential or inverse_sigmoid
     k: float = 1000.0  # linear: updates to reach max_prob; exponential: decay per update

@@ -62,8 +62,8 @@ from nmt.config import (
     from_dict,
     load_yaml,
 )
-from nmt.data import read_lines, read_parallel
-from nmt.datasets import DATASETS, DatasetError, split_paths
+from nmt.data.corpus import read_lines, read_parallel
+from nmt.data.datasets import DATASETS, DatasetError, split_paths
 from nmt.decoding import Decoding, check_option, check_threads
 from nmt.fileio import atomic_write_text, file_sha256, remove_stale_temporaries
 from nmt.outputs import FolderLock, claim, ensure_folder, made_by, remove, write_marker
@@ -620,7 +620,7 @@ def teacher_info(teacher: str | Path | list[str]) -> dict[str, Any]:
 def checkpoint_dev_bleu(checkpoint: str | Path) -> float | None:
     """The dev BLEU of a run's model as its run's summary.json records it: `averaged` for
     averaged.pt, `best_valid_bleu` for best.pt and for the weights of an adopted model
-    (`nmt.adopt`). None when unknown: no summary beside it (a run not finished, a copied
+    (`nmt.training.adopt`). None when unknown: no summary beside it (a run not finished, a copied
     file), another file (last.pt, a step snapshot), or a run that validated on loss alone
     (train.valid_bleu: false)."""
     path = Path(checkpoint)

@@ -116,8 +116,8 @@ def probe_updates(run: RunConfig) -> float:
     import contextlib
 
     from nmt.model import Transformer
-    from nmt.train import make_optimizer, pick_device, pick_precision
-    from nmt.validation import label_smoothed_loss
+    from nmt.training.optim import make_optimizer, pick_device, pick_precision
+    from nmt.training.validation import label_smoothed_loss
 
     threads = torch.get_num_threads()
     try:
@@ -155,8 +155,8 @@ def probe_updates(run: RunConfig) -> float:
 
 def distillation(c: PipelineConfig, teacher: RunConfig, model: str) -> StageEstimate:
     """The corpus' lines at the probed lines per second of one worker, over the workers."""
-    from nmt.data import read_lines
-    from nmt.datasets import split_paths
+    from nmt.data.corpus import read_lines
+    from nmt.data.datasets import split_paths
 
     if not model:
         return StageEstimate("distill", None, "after the teacher is trained")

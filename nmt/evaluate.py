@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from nmt.data import read_parallel
+from nmt.data.corpus import read_parallel
 from nmt.decoding import Decoding
 from nmt.fileio import atomic_write_text
 from nmt.machine import hardware

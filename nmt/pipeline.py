@@ -5,7 +5,7 @@ student's run config, the distillation settings, the export and the benchmark gr
 output lives under the pipeline's `root`:
 
     ROOT/TEACHER/             the teacher's run folder (nmt-train), or the run folder made
-                              from a trained model's weights (`teacher.model`: nmt.adopt)
+                              from a trained model's weights (`teacher.model`: nmt.training.adopt)
     ROOT/exports/TEACHER-distill-Q/  the teacher exported to CTranslate2 (type Q) to distil
     ROOT/distilled/           the distilled dataset folder (nmt.distill)
     ROOT/STUDENT/             one run folder per student
@@ -21,7 +21,7 @@ output lives under the pipeline's `root`:
                               its name, export, bench): its settings, its result
     ROOT/pipeline.json        the resolved pipeline config
 
-Stages run in order and each calls the library (`nmt.train.train`, `nmt.distill.distill`,
+Stages run in order and each calls the library (`nmt.training.run.train`, `nmt.distill.distill`,
 `nmt.export.export`, `nmt.bench.runner.bench`, which measures each cell in a fresh
 process). A stage whose marker exists is skipped; a marker written with other settings is
 an error (delete the stage's outputs and its marker, or choose another root). An
@@ -60,7 +60,7 @@ from nmt.config import (
     load_yaml,
     replace,
 )
-from nmt.datasets import split_paths
+from nmt.data.datasets import split_paths
 from nmt.distill import DistillConfig
 from nmt.fileio import atomic_write_text
 from nmt.outputs import FolderLock, claim
@@ -82,7 +82,7 @@ class RunStage:
     """A model to train: a run config plus ``--set`` overrides; `data` says what a student
     learns from (the teacher always learns from the original corpus). A teacher with a
     `model` (a weights folder, e.g. models/multi30k-tiny/s1) is adopted, not trained
-    (`nmt.adopt`): its config then names the data, the weights bring their own shape."""
+    (`nmt.training.adopt`): its config then names the data, the weights bring their own shape."""
 
     name: str
     config: str
@@ -458,7 +458,7 @@ def stage_status(config: PipelineConfig) -> list[tuple[str, bool]]:
 def train_stage(run: RunConfig, nproc: int = 1) -> dict[str, Any]:
     """Train, or resume a run that has a `last.pt` but no `summary.json`; with `nproc` > 1
     in that many processes under torchrun (`_launch`)."""
-    from nmt.train import train
+    from nmt.training.run import train
 
     run_dir = Path(run.run_dir)
     summary_path = run_dir / "summary.json"
@@ -477,8 +477,8 @@ def train_stage(run: RunConfig, nproc: int = 1) -> dict[str, Any]:
 
 
 def adopt_stage(model: str, run: RunConfig) -> dict[str, Any]:
-    """The teacher's run folder made from a trained model's weights (`nmt.adopt`)."""
-    from nmt.adopt import adopt
+    """The teacher's run folder made from a trained model's weights (`nmt.training.adopt`)."""
+    from nmt.training.adopt import adopt
 
     summary = adopt(model, run)
     return {k: v for k, v in summary.items() if k != "validations"}

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from nmt.checkpoint import RUN_CHECKPOINTS, find_checkpoint, load_checkpoint
-from nmt.data import read_parallel
+from nmt.data.corpus import read_parallel
 from nmt.outputs import claim
 from nmt.tokenizer import Tokenizer
 from nmt.vocab import EOS, UNK
@@ -258,7 +258,7 @@ def build_vmap_from_files(
     **options: Any,
 ) -> VocabMap:
     """`build_vmap` over two line-aligned text files, encoded with `tokenizer`; `options`
-    go to `build_vmap`. Reading is strict (`nmt.data.read_parallel`: CorpusError naming
+    go to `build_vmap`. Reading is strict (`nmt.data.corpus.read_parallel`: CorpusError naming
     the file and line). The special pieces are the tokenizer's eos and unk."""
     src, tgt = read_parallel(src_path, tgt_path)
     sp = tokenizer.sp

@@ -24,7 +24,7 @@ from typing import Any
 
 from nmt import machine
 from nmt.bench.records import latest, read_records
-from nmt.data import read_parallel
+from nmt.data.corpus import read_parallel
 from nmt.fileio import atomic_write_bytes, atomic_write_text
 from nmt.outputs import claim, ensure_folder
 from nmt.scoring import score
@@ -120,7 +120,9 @@ def _describe(model: ZooModel) -> dict[str, Any]:
             "stop_reason": summary["stop_reason"],
             "precision": summary["precision"],
             "threads": summary["threads"],
-            "adopted": summary.get("adopted", {}).get("source", ""),  # nmt.adopt: not trained
+            "adopted": summary.get("adopted", {}).get(
+                "source", ""
+            ),  # nmt.training.adopt: not trained
         },
     }
 

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nmt.datasets import get_file
+from nmt.data.datasets import get_file
 from nmt.zoo import ZooModel, write_release, write_zoo
 
 RESULTS = Path("benchmarks/results/multi30k-tiny")

@@ -44,7 +44,7 @@ from nmt.export.argos_card import training_data  # noqa: E402
 from nmt.export.ct2 import export_ct2  # noqa: E402
 from nmt.fileio import file_sha256  # noqa: E402
 from nmt.outputs import OutputError, file_marker  # noqa: E402
-from nmt.train import train  # noqa: E402
+from nmt.training.run import train  # noqa: E402
 
 from .conftest import TOY_PAIRS  # noqa: E402
 from .test_train import toy_config  # noqa: E402

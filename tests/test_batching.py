@@ -1,9 +1,9 @@
-"""nmt.batching: token-bucketed batches, epochs and collation."""
+"""nmt.data.batching: token-bucketed batches, epochs and collation."""
 
 import numpy as np
 
-from nmt.batching import collate, make_batches
-from nmt.data import EncodedCorpus
+from nmt.data.batching import collate, make_batches
+from nmt.data.corpus import EncodedCorpus
 from nmt.vocab import BOS, EOS, PAD
 
 

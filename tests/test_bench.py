@@ -22,7 +22,7 @@ from nmt.bench.report import write_report
 from nmt.bench.runner import bench
 from nmt.checkpoint import find_checkpoint, load_checkpoint
 from nmt.config import ConfigError
-from nmt.train import train
+from nmt.training.run import train
 
 from .conftest import TOY_PAIRS
 from .test_train import toy_config

@@ -1,6 +1,6 @@
 import pytest
 
-from nmt.data import CorpusError, read_lines, read_parallel
+from nmt.data.corpus import CorpusError, read_lines, read_parallel
 
 
 def test_mismatched_line_counts_name_both_files(tmp_path):

@@ -8,8 +8,8 @@ from functools import partial
 
 import pytest
 
-from nmt import datasets
-from nmt.datasets import Dataset, DatasetError, RemoteFile, get_file
+from nmt.data import datasets
+from nmt.data.datasets import Dataset, DatasetError, RemoteFile, get_file
 
 
 @pytest.fixture

@@ -191,8 +191,8 @@ def test_train_threads(monkeypatch, caplog, tmp_path):
     with pytest.raises(ConfigError, match="train.threads"):
         TrainConfig(threads=-1)
     # A count above the CPUs is a warning and the cap, where the trainer sets it.
-    from nmt import train as train_module
     from nmt.config import load_run_config
+    from nmt.training import trainer as train_module
 
     class Stop(Exception):
         pass

@@ -10,7 +10,7 @@ import pytest
 
 from nmt import distill as distill_module
 from nmt.config import ConfigError, DataConfig, load_run_config
-from nmt.datasets import split_paths
+from nmt.data.datasets import split_paths
 from nmt.distill import (
     FILTERS,
     DistillConfig,
@@ -27,7 +27,7 @@ from nmt.distill import (
 )
 from nmt.fileio import file_sha256
 from nmt.outputs import OutputError
-from nmt.train import train
+from nmt.training.run import train
 from nmt.translate import load
 
 from .conftest import TOY_PAIRS

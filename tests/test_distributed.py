@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nmt import distributed
-from nmt.batching import EpochIterator
 from nmt.checkpoint import load_checkpoint
-from nmt.train import train
+from nmt.data.batching import EpochIterator
+from nmt.training import distributed
+from nmt.training.run import train
 
 from .test_train import toy_config, toy_overrides, train_losses
 from .toys import write_toy_corpus
@@ -29,7 +29,7 @@ STEPS = 30  # log every 5, checkpoint every 10 (tests/test_train.py's toy run)
 HOOK = """
 import os, signal, sys
 from nmt.cli import train_main
-from nmt.train import Trainer
+from nmt.training.trainer import Trainer
 
 name, after = os.environ["NMT_TEST_SIGNAL"].split(":")
 step_once = Trainer.train_step
@@ -136,7 +136,7 @@ def test_a_stop_on_one_rank_and_a_killed_rank_resume_to_the_same_run(ddp_run, co
 def test_ranks_take_consecutive_batches_of_one_stream(corpus, toy_tokenizer):
     """Rank r of N takes global batch k*N + r at micro-step k, and every rank's iterator
     stays at the same position (what the trainer's `_next_batch` does)."""
-    from nmt.data import encode_parallel, read_parallel
+    from nmt.data.corpus import encode_parallel, read_parallel
 
     data = encode_parallel(*read_parallel(corpus / "train.en", corpus / "train.de"), toy_tokenizer)
     stream = EpochIterator(data, 64, seed=1)

@@ -25,9 +25,9 @@ import torch
 ctranslate2 = pytest.importorskip("ctranslate2")
 
 from nmt.backends.ct2 import CT2Translator, is_ct2_export, load_ct2  # noqa: E402
-from nmt.batching import pad_sources  # noqa: E402
 from nmt.checkpoint import find_checkpoint, load_checkpoint  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
+from nmt.data.batching import pad_sources  # noqa: E402
 from nmt.export import ct2 as export_module  # noqa: E402
 from nmt.export.ct2 import (  # noqa: E402
     TOKENIZER_FILE,
@@ -37,7 +37,7 @@ from nmt.export.ct2 import (  # noqa: E402
 )
 from nmt.model import Transformer  # noqa: E402
 from nmt.search import SearchOptions, greedy_search  # noqa: E402
-from nmt.train import train  # noqa: E402
+from nmt.training.run import train  # noqa: E402
 from nmt.translate import load  # noqa: E402
 from nmt.vocab import BOS, EOS, PAD  # noqa: E402
 

@@ -18,9 +18,9 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from nmt.backends.onnx import OnnxTranslator, is_onnx_export, load_onnx  # noqa: E402
-from nmt.batching import pad_sources  # noqa: E402
 from nmt.checkpoint import find_checkpoint, load_checkpoint  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
+from nmt.data.batching import pad_sources  # noqa: E402
 from nmt.export.onnx import (  # noqa: E402
     DECODER_FILE,
     ENCODER_FILE,
@@ -35,7 +35,7 @@ from nmt.fileio import file_sha256  # noqa: E402
 from nmt.model import Transformer  # noqa: E402
 from nmt.outputs import MARKER  # noqa: E402
 from nmt.search import SearchOptions, search  # noqa: E402
-from nmt.train import train  # noqa: E402
+from nmt.training.run import train  # noqa: E402
 from nmt.translate import load  # noqa: E402
 from nmt.vocab import EOS  # noqa: E402
 

@@ -12,9 +12,10 @@ from nmt.cli import train_main
 from nmt.config import ConfigError, TokenizerConfig, TrainConfig
 from nmt.export import export
 from nmt.fileio import file_sha256
-from nmt.finetune import apply_freezing, frozen_parameters
 from nmt.tokenizer import train_tokenizer
-from nmt.train import Trainer, train
+from nmt.training.finetune import apply_freezing, frozen_parameters
+from nmt.training.run import train
+from nmt.training.trainer import Trainer
 from nmt.translate import load
 
 from .conftest import TOY_PAIRS

@@ -33,7 +33,7 @@ def _engines_after(code: str, *args: str) -> list:
 @pytest.mark.parametrize(
     "modules",
     [
-        "nmt.train, nmt.cli, nmt.checkpoint, nmt.weights",
+        "nmt.training.run, nmt.cli, nmt.checkpoint, nmt.weights",
         "nmt.translate, nmt.export, nmt.export.folder, nmt.export.weights, nmt.export.onnx, "
         "nmt.machine, nmt.evaluate, nmt.distill, nmt.pipeline, nmt.zoo",
     ],

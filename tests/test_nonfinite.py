@@ -17,14 +17,15 @@ import nmt.config as config
 import nmt.decoding as decoding
 import nmt.distill as distill
 import nmt.pipeline as pipeline
-import nmt.prepare_config as prepare_config
+import nmt.prepare.config as prepare_config
 from nmt.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_average
 from nmt.cli import train_main
 from nmt.config import ConfigError, load_run_config
 from nmt.fileio import atomic_torch_save
 from nmt.model import Transformer
-from nmt.train import MAX_NONFINITE_UPDATES, TrainingDiverged, train
-from nmt.validation import label_smoothed_loss
+from nmt.training.run import train
+from nmt.training.trainer import MAX_NONFINITE_UPDATES, TrainingDiverged
+from nmt.training.validation import label_smoothed_loss
 
 from .conftest import tiny_config
 from .test_train import toy_config, toy_overrides
@@ -154,7 +155,7 @@ def nan_losses(monkeypatch, first: int, last: int | None = None) -> None:
             loss = loss * math.nan
         return loss, nll, tokens
 
-    monkeypatch.setattr("nmt.train.label_smoothed_loss", loss)
+    monkeypatch.setattr("nmt.training.trainer.label_smoothed_loss", loss)
 
 
 def test_a_huge_lr_stops_the_run_in_one_line_and_writes_no_nan_checkpoint(

@@ -23,7 +23,7 @@ from nmt.pipeline import (
     stage_status,
     train_stage,
 )
-from nmt.train import train
+from nmt.training.run import train
 from nmt.translate import load
 
 from .conftest import TOY_PAIRS
@@ -236,7 +236,7 @@ def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
 
     forbid(
         monkeypatch,
-        "nmt.train.train",
+        "nmt.training.run.train",
         "nmt.distill.distill",
         "nmt.export.export",
         "nmt.bench.runner.bench",
@@ -268,7 +268,7 @@ def test_interrupted_pipeline_resumes_at_the_next_stage(tmp_path, monkeypatch):
         trained.append(Path(run.run_dir).name)
         return real_train(run, resume=resume)
 
-    monkeypatch.setattr("nmt.train.train", spy)
+    monkeypatch.setattr("nmt.training.run.train", spy)
     result = run_pipeline(config)
     assert result.skipped == ["teacher"]
     assert result.ran == ["distill", "student", "export", "zoo", "release"]
@@ -433,7 +433,8 @@ def test_an_adopted_teacher_is_not_trained_and_is_judged_like_a_trained_one(
     shutil.rmtree(out)
     trained = []
     monkeypatch.setattr(
-        "nmt.train.train", lambda run, resume=False: trained.append(run) or train(run, resume)
+        "nmt.training.run.train",
+        lambda run, resume=False: trained.append(run) or train(run, resume),
     )
     result = run_pipeline(load_pipeline_config(path, [f"teacher.model={weights}"]))
     assert result.ran == ["teacher", "distill", "student", "export", "zoo", "release"]

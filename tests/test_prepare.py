@@ -17,15 +17,17 @@ import numpy as np
 import pytest
 import torch
 
-from nmt import prepare as prepare_module
-from nmt import prepare_worker, shard_writer
-from nmt.batching import EpochIterator
 from nmt.cli import COMMANDS, prepare_main
 from nmt.config import ConfigError, TokenizerConfig, from_dict
-from nmt.data import CorpusError, encode_parallel, read_parallel
-from nmt.manifest import load_manifest
+from nmt.data.batching import EpochIterator
+from nmt.data.corpus import CorpusError, encode_parallel, read_parallel
+from nmt.data.sources import read_chunks
 from nmt.outputs import OutputError
-from nmt.prepare import (
+from nmt.prepare import folder as prepare_module
+from nmt.prepare import worker as prepare_worker
+from nmt.prepare import writer as shard_writer
+from nmt.prepare.config import CorpusSpec
+from nmt.prepare.folder import (
     PrepareConfig,
     PrepareError,
     check_prepared,
@@ -34,10 +36,9 @@ from nmt.prepare import (
     resolve_corpora,
     sample_sentences,
 )
-from nmt.prepare_config import CorpusSpec
-from nmt.shard_writer import PairHashes
-from nmt.shards import ShardBatches, ShardedCorpus, ShardError
-from nmt.sources import read_chunks
+from nmt.prepare.manifest import load_manifest
+from nmt.prepare.shards import ShardBatches, ShardedCorpus, ShardError
+from nmt.prepare.writer import PairHashes
 from nmt.tokenizer import train_tokenizer
 from nmt.vocab import EOS
 
@@ -381,7 +382,7 @@ def test_weighted_batches_draw_each_corpus_by_its_weight(two_corpora):
 
 
 def test_epoch_iterator_works_unchanged_on_the_shards(toy_tokenizer, tmp_path):
-    """nmt.batching on the memory-mapped corpus gives the batches it gives in memory."""
+    """nmt.data.batching on the memory-mapped corpus gives the batches it gives in memory."""
     prefix = write_parallel(tmp_path / "data" / "toy", random_pairs(80, 3))
     c = config(("toy", prefix, 1.0), drop_identical=False, dedup=False)
     shards = prepare(c, toy_tokenizer, tmp_path / "out").corpus()
@@ -546,7 +547,7 @@ def test_nmt_train_reads_prepared_shards_as_it_reads_the_corpus(tmp_path):
     """`data.prepared`: the same pairs (filters alike, no dedup) train to the same losses
     and weights as the in-memory corpus; the run takes the folder's tokenizer."""
     from nmt.checkpoint import load_checkpoint
-    from nmt.train import train
+    from nmt.training.run import train
 
     from .test_train import toy_config, train_losses
     from .toys import write_toy_corpus
@@ -589,7 +590,7 @@ def test_nmt_train_mixes_prepared_corpora_by_weight_and_resumes_exactly(tmp_path
     """Two prepared corpora weighted 0.7/0.3: nmt-train draws its batches window by window
     (ShardBatches); a run stopped half-way and resumed equals an uninterrupted one."""
     from nmt.checkpoint import load_checkpoint
-    from nmt.train import train
+    from nmt.training.run import train
 
     from .test_train import toy_config, train_losses
     from .toys import write_toy_corpus
@@ -618,7 +619,7 @@ def test_nmt_train_prepares_a_missing_or_stale_folder_itself(tmp_path, caplog):
     """`data.prepared: PREPARE.yaml`: nmt-train runs nmt-prepare first when its folder is
     missing or stale, and uses it as it is when it is up to date."""
     from nmt.cli import train_main
-    from nmt.train import train
+    from nmt.training.run import train
 
     from .test_train import toy_config, toy_overrides
     from .toys import write_toy_corpus
@@ -633,19 +634,19 @@ def test_nmt_train_prepares_a_missing_or_stale_folder_itself(tmp_path, caplog):
         f"prepare:\n  max_tokens: 40\n  corpora:\n    - {{name: a, path: {source}}}\n"
     )
     run = ("data.max_tokens=40", f"data.prepared={yaml_path}", "train.max_steps=2")
-    with caplog.at_level(logging.INFO, logger="nmt.prepare"):
+    with caplog.at_level(logging.INFO, logger="nmt.prepare.folder"):
         summary = train(toy_config(tmp_path / "first", corpus, *run))
     assert "not prepared" in caplog.text and summary["steps"] == 2
     assert (tmp_path / "prepared" / "manifest.json").is_file()
     made = shard_files(tmp_path / "prepared")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="nmt.prepare"):
+    with caplog.at_level(logging.INFO, logger="nmt.prepare.folder"):
         train(toy_config(tmp_path / "second", corpus, *run))
     assert "preparing" not in caplog.text  # up to date: used as it is
     assert shard_files(tmp_path / "prepared") == made
 
     write_parallel(source, random_pairs(50, 3))  # the source changes: stale
-    with caplog.at_level(logging.INFO, logger="nmt.prepare"):
+    with caplog.at_level(logging.INFO, logger="nmt.prepare.folder"):
         train(toy_config(tmp_path / "third", corpus, *run))
     assert "stale" in caplog.text and shard_files(tmp_path / "prepared") != made
     assert manifest_json(tmp_path / "prepared")["corpora"][0]["lines"] == 50
@@ -660,7 +661,7 @@ def test_one_weighted_corpus_is_streamed_a_window_at_a_time(tmp_path):
     """`mixing: weighted` (the default) streams even one corpus through ShardBatches (flat
     memory, benchmarks/results/scale); `concat` batches over the whole corpus."""
     from nmt.checkpoint import load_checkpoint
-    from nmt.train import train
+    from nmt.training.run import train
 
     from .test_train import toy_config
     from .toys import write_toy_corpus

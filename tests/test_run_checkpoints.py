@@ -1,4 +1,4 @@
-"""nmt.run_checkpoints: a run folder's checkpoint files, rotation, resume state and choice."""
+"""nmt.training.checkpoints: a run folder's checkpoint files, rotation, resume state and choice."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from nmt.checkpoint import CheckpointError, load_checkpoint
 from nmt.config import ModelConfig, RunConfig
 from nmt.model import Transformer
-from nmt.run_checkpoints import RunCheckpoints
+from nmt.training.checkpoints import RunCheckpoints
 
 RESUME = dict(optimizer={}, scheduler={}, data={"epoch": 0, "index": 0}, train_state={})
 

@@ -8,8 +8,9 @@ import torch
 
 from nmt.checkpoint import load_checkpoint
 from nmt.config import ConfigError, ScheduledSamplingConfig
-from nmt.sampling import mix_inputs, mixing_probability
-from nmt.train import Trainer, train
+from nmt.training.run import train
+from nmt.training.sampling import mix_inputs, mixing_probability
+from nmt.training.trainer import Trainer
 from nmt.vocab import BOS, PAD
 
 from .test_train import toy_config, train_losses

@@ -2,7 +2,7 @@
 
 import torch
 
-from nmt.batching import pad_sources
+from nmt.data.batching import pad_sources
 from nmt.search import SearchOptions, beam_search, greedy_search
 from nmt.vocab import BOS, EOS, PAD
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nmt import shards
-from nmt.manifest import load_manifest
-from nmt.prepare import check_prepared, prepare
-from nmt.shards import ShardError
+from nmt.prepare import shards
+from nmt.prepare.folder import check_prepared, prepare
+from nmt.prepare.manifest import load_manifest
+from nmt.prepare.shards import ShardError
 
 from .test_prepare import config, decoded, shard_files, toy_pairs, write_parallel
 
@@ -76,7 +76,7 @@ def test_nmt_prepare_remakes_an_edited_shard_alone(prepared, toy_tokenizer, capl
     before = {p.name: p.stat().st_mtime_ns for p in (out / "shards").iterdir()}
     rewrite(out / "shards" / TAMPERED, "src_tokens", swap_a_token)
     assert f"{TAMPERED} is damaged (sha256" in check_prepared(c, toy_tokenizer, out)
-    with caplog.at_level(logging.WARNING, logger="nmt.prepare"):
+    with caplog.at_level(logging.WARNING, logger="nmt.prepare.folder"):
         prepare(c, toy_tokenizer, out)
     assert f"{TAMPERED} is damaged (sha256" in caplog.text and "making it again" in caplog.text
     assert shard_files(out) == made and check_prepared(c, toy_tokenizer, out) is None

@@ -9,7 +9,9 @@ import torch
 from nmt.checkpoint import find_checkpoint, load_checkpoint
 from nmt.cli import translate_main
 from nmt.config import ConfigError, load_run_config
-from nmt.train import Trainer, TrainingStopped, train
+from nmt.training.run import train
+from nmt.training.stopping import TrainingStopped
+from nmt.training.trainer import Trainer
 from nmt.translate import load
 
 from .conftest import TOY_PAIRS
@@ -215,7 +217,7 @@ def test_the_current_folder_is_no_run_folder(run_dir):
 
 
 def test_learning_rate_schedules():
-    from nmt.train import lr_schedule
+    from nmt.training.optim import lr_schedule
 
     inverse = lr_schedule("inverse_sqrt", 100, 1000)
     assert [inverse(s) for s in (1, 50, 100, 400)] == [0.01, 0.5, 1.0, 0.5]

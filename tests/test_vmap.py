@@ -17,11 +17,11 @@ ctranslate2 = pytest.importorskip("ctranslate2")
 from nmt.backends.ct2 import CT2Translator  # noqa: E402
 from nmt.checkpoint import find_checkpoint, load_checkpoint  # noqa: E402
 from nmt.cli import evaluate_main  # noqa: E402
-from nmt.data import CorpusError  # noqa: E402
+from nmt.data.corpus import CorpusError  # noqa: E402
 from nmt.export.ct2 import export_ct2, read_export_info  # noqa: E402
 from nmt.fileio import file_sha256  # noqa: E402
 from nmt.outputs import MARKER  # noqa: E402
-from nmt.train import train  # noqa: E402
+from nmt.training.run import train  # noqa: E402
 from nmt.vmap import (  # noqa: E402
     SPECIAL_PIECES,
     VmapError,

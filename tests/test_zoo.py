@@ -40,7 +40,7 @@ def test_an_ensemble_of_weights_folders_is_a_zoo_row(tmp_path, toy_tokenizer):
 
     import yaml
 
-    from nmt.data import read_parallel
+    from nmt.data.corpus import read_parallel
 
     from .conftest import TOY_PAIRS
 

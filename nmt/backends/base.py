@@ -15,7 +15,7 @@ from typing import Protocol
 
 import torch
 
-from nmt.batching import pad_sources, token_batches
+from nmt.data.batching import pad_sources, token_batches
 from nmt.decoding import Decoding
 from nmt.inputs import encode_nonblank
 from nmt.model import Transformer

@@ -43,7 +43,7 @@ CPUS = machine.pin_from_environment()
 import numpy as np  # noqa: E402
 
 from nmt.bench.grid import Cell  # noqa: E402
-from nmt.data import read_parallel  # noqa: E402
+from nmt.data.corpus import read_parallel  # noqa: E402
 from nmt.scoring import score  # noqa: E402
 from nmt.translate import load  # noqa: E402
 

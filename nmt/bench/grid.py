@@ -35,7 +35,7 @@ from nmt.config import (
     from_dict,
     load_yaml,
 )
-from nmt.datasets import DATASETS, get_file
+from nmt.data.datasets import DATASETS, get_file
 from nmt.decoding import check_option, check_threads
 from nmt.search import SearchOptions
 from nmt.translate import BACKENDS

@@ -11,7 +11,7 @@ from typing import Any
 
 from nmt.export.folder import EXPORT_INFO
 
-# The terms of the registered corpora (nmt.datasets), for the model card.
+# The terms of the registered corpora (nmt.data.datasets), for the model card.
 DATA_LICENCES = {
     "multi30k": (
         "Multi30k",

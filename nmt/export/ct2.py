@@ -179,7 +179,7 @@ def export_info(
         "source_checkpoint": None if checkpoint_path is None else str(checkpoint_path),
         "checkpoint_nmt_version": state.get("nmt_version"),
         "averaged_from": state.get("averaged_from"),
-        "parent": state.get("parent"),  # the model it was fine-tuned from (nmt.finetune)
+        "parent": state.get("parent"),  # the model it was fine-tuned from (nmt.training.finetune)
         "quantization": quantization,
         "model_config": dict(state["model_config"]),
         "num_parameters": model.num_parameters(),

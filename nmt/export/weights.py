@@ -50,7 +50,7 @@ def export_weights(
         "source_checkpoint": None if checkpoint_path is None else str(checkpoint_path),
         "step": state.get("step"),
         "averaged_from": state.get("averaged_from"),
-        "parent": state.get("parent"),  # the model it was fine-tuned from (nmt.finetune)
+        "parent": state.get("parent"),  # the model it was fine-tuned from (nmt.training.finetune)
     }
     with output.staging() as staging:
         write_weights(state, staging, dtype=quantization, provenance=provenance)

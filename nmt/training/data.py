@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from nmt.config import ConfigError, DataConfig, RunConfig
-from nmt.data import CorpusError, EncodedCorpus, encode_parallel, read_parallel
-from nmt.datasets import split_paths
+from nmt.data.corpus import CorpusError, EncodedCorpus, encode_parallel, read_parallel
+from nmt.data.datasets import split_paths
 from nmt.fileio import atomic_write_bytes
-from nmt.finetune import Parent, check_tokenizer
 from nmt.tokenizer import Tokenizer, train_tokenizer
+from nmt.training.finetune import Parent, check_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,10 @@ def _encoded_train(d: DataConfig, tokenizer: Tokenizer, longest: int) -> Encoded
 
 def prepared_manifest(folder: Path, tokenizer: Tokenizer, longest: int):
     """The manifest of the training pairs nmt-prepare wrote to `folder` (read memory-mapped
-    through `nmt.shards`). The folder must have been prepared with the run's tokenizer and
+    through `nmt.prepare.shards`). The folder must have been prepared with the run's tokenizer and
     pairs the model can take."""
-    from nmt.manifest import load_manifest
-    from nmt.shards import ShardError
+    from nmt.prepare.manifest import load_manifest
+    from nmt.prepare.shards import ShardError
 
     try:
         manifest = load_manifest(folder)

@@ -29,8 +29,8 @@ import yaml
 from nmt import __version__
 from nmt.checkpoint import model_from_checkpoint
 from nmt.config import ModelConfig, RunConfig, from_dict, replace
-from nmt.data import read_parallel
-from nmt.datasets import split_paths
+from nmt.data.corpus import read_parallel
+from nmt.data.datasets import split_paths
 from nmt.decoding import Decoding
 from nmt.fileio import atomic_write_bytes, atomic_write_text, file_sha256
 from nmt.machine import hardware
@@ -97,7 +97,7 @@ def adopt(source: str | Path, run: RunConfig) -> dict[str, Any]:
 @torch.no_grad()
 def dev_scores(model: torch.nn.Module, tokenizer: Tokenizer, run: RunConfig) -> dict[str, Any]:
     """Greedy BLEU and chrF2 of `model` on the run's dev split, as training validates."""
-    from nmt.validation import greedy_scores
+    from nmt.training.validation import greedy_scores
 
     sources, references = read_parallel(*split_paths(run.data, run.data.valid))
     s = greedy_scores(model, tokenizer, sources, references, Decoding.max_batch_tokens)

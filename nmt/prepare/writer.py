@@ -1,7 +1,7 @@
 """Writing a prepared folder's shards: stream each corpus in chunks, encode the chunks in
 worker processes, drop exact duplicates in corpus order, and write every missing shard once.
 
-Workers only encode and filter (`nmt.prepare_worker`); this process reads the input, keeps
+Workers only encode and filter (`nmt.prepare.worker`); this process reads the input, keeps
 the set of pair hashes and writes the shards, in corpus order, so the result does not
 depend on the number of workers. At most `2 * workers` chunks are in flight: memory stays
 bounded whatever the size of the corpus. A shard made by an earlier run is recognised by its
@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import sentencepiece as spm
 
+from nmt.data.sources import CorpusFiles, read_chunks
 from nmt.fileio import atomic_write_bytes, file_sha256
-from nmt.manifest import FilterCounts, ShardInfo
 from nmt.outputs import ensure_folder
-from nmt.prepare_worker import Filters, encode_chunk, encode_in_worker, init_worker
-from nmt.shards import Shard, ShardError, read_header, shard_bytes, shard_name, token_dtype
-from nmt.sources import CorpusFiles, read_chunks
+from nmt.prepare.manifest import FilterCounts, ShardInfo
+from nmt.prepare.shards import Shard, ShardError, read_header, shard_bytes, shard_name, token_dtype
+from nmt.prepare.worker import Filters, encode_chunk, encode_in_worker, init_worker
 from nmt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 `prepare(config, tokenizer, out_dir, workers=N)` streams each corpus of a `PrepareConfig`
 (line-aligned files, plain or gzip, or one TSV file) in chunks of `shard_lines` input lines,
 encodes them with SentencePiece in N spawned processes, filters them, and writes one shard
-per chunk (format: `nmt.shards`) and finally `manifest.json` (`nmt.manifest`):
+per chunk (format: `nmt.prepare.shards`) and finally `manifest.json` (`nmt.prepare.manifest`):
 
     OUT/job.json           what is being prepared: the sources' and tokenizer's sha256 and
                            the settings that decide the shards' content
@@ -13,9 +13,9 @@ per chunk (format: `nmt.shards`) and finally `manifest.json` (`nmt.manifest`):
     OUT/manifest.json      written last: sources, tokenizer, counts, shards, versions
 
 Filters, each pair counted under the first that rejects it: empty side, too short or too
-long (in pieces), bad length ratio (as `nmt.data.encode_parallel`), identical sides, and
+long (in pieces), bad length ratio (as `nmt.data.corpus.encode_parallel`), identical sides, and
 exact duplicate pairs (`dedup`, across shards and corpora: the first occurrence in corpus
-order stays; `nmt.shard_writer.PairHashes` keeps 8 bytes a kept pair).
+order stays; `nmt.prepare.writer.PairHashes` keeps 8 bytes a kept pair).
 
 Resumable and never mixed: a shard is written atomically, once, and never rewritten. A
 rerun of the same job writes only the shards still missing (the others are checked by
@@ -50,14 +50,17 @@ import sentencepiece as spm
 
 from nmt import __version__
 from nmt.config import TokenizerConfig, check
-from nmt.data import CorpusError
+from nmt.data.corpus import CorpusError
+from nmt.data.sources import CorpusFiles, corpus_files, read_chunks
 from nmt.fileio import (
     atomic_write_bytes,
     atomic_write_text,
     file_sha256,
     remove_stale_temporaries,
 )
-from nmt.manifest import (
+from nmt.outputs import FolderLock, claim, remove
+from nmt.prepare.config import CorpusSpec, PrepareConfig, PrepareRun, load_prepare_run
+from nmt.prepare.manifest import (
     FORMAT,
     MANIFEST,
     VERSION,
@@ -69,12 +72,9 @@ from nmt.manifest import (
     TokenizerInfo,
     load_manifest,
 )
-from nmt.outputs import FolderLock, claim, remove
-from nmt.prepare_config import CorpusSpec, PrepareConfig, PrepareRun, load_prepare_run
-from nmt.prepare_worker import Filters
-from nmt.shard_writer import Tally, write_shards
-from nmt.shards import SUFFIX, ShardError, token_dtype
-from nmt.sources import CorpusFiles, corpus_files, read_chunks
+from nmt.prepare.shards import SUFFIX, ShardError, token_dtype
+from nmt.prepare.worker import Filters
+from nmt.prepare.writer import Tally, write_shards
 from nmt.tokenizer import Tokenizer, train_tokenizer
 
 __all__ = [

@@ -22,9 +22,9 @@ import torch
 
 from nmt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint, save_checkpoint
 from nmt.fileio import atomic_torch_save
-from nmt.finetune import Parent
 from nmt.model import Transformer
 from nmt.tokenizer import Tokenizer
+from nmt.training.finetune import Parent
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ garbage or an IndexError deep in the model.
 
 Memory: the readers hold per-shard tables and at most `open_shards` memory maps, never a
 Python object per pair. `ShardedCorpus.src_lengths` builds the whole corpus's lengths (16
-bytes a pair, what `nmt.batching.EpochIterator` needs); `ShardBatches` only ever holds the
+bytes a pair, what `nmt.data.batching.EpochIterator` needs); `ShardBatches` only ever holds the
 lengths of its current window.
 """
 
@@ -48,10 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from nmt.batching import BatchStream, make_batches
-from nmt.data import CorpusError
+from nmt.data.batching import BatchStream, make_batches
+from nmt.data.corpus import CorpusError
 from nmt.fileio import file_sha256
-from nmt.prepare_worker import EncodedChunk
+from nmt.prepare.worker import EncodedChunk
 
 MAGIC = b"NMTSHARD"
 FORMAT = "nmt-shard"
@@ -243,7 +243,7 @@ def _bounds(offsets: np.ndarray, tokens: np.ndarray, vocab_size: int) -> str | N
 @dataclass(frozen=True)
 class ShardTable:
     """What the readers need to know of a prepared folder, one entry per shard (in corpus
-    order) and per corpus; `nmt.manifest.Manifest.table()` makes it."""
+    order) and per corpus; `nmt.prepare.manifest.Manifest.table()` makes it."""
 
     paths: tuple[Path, ...]
     pairs: tuple[int, ...]  # kept pairs of each shard
@@ -288,8 +288,8 @@ class ShardCache:
 
 class ShardedCorpus:
     """Every shard of a prepared folder as one corpus, pairs numbered in shard order: the
-    interface of `nmt.data.EncodedCorpus` (`src_lengths`, `tgt_lengths`, `pair(i)`,
-    `stats`), so `nmt.batching` works on it unchanged. Weights play no part here (see
+    interface of `nmt.data.corpus.EncodedCorpus` (`src_lengths`, `tgt_lengths`, `pair(i)`,
+    `stats`), so `nmt.data.batching` works on it unchanged. Weights play no part here (see
     `ShardBatches`)."""
 
     def __init__(self, table: ShardTable, stats: Any = None, open_shards: int = 16):
@@ -345,7 +345,7 @@ class ShardBatches(BatchStream):
     corpus is repeated, a large one is not exhausted). An epoch is `ceil(pairs / W)` windows,
     as many examples as the corpora of positive weight hold together.
 
-    Either way the pairs of a window are batched by `nmt.batching.make_batches` (shuffled,
+    Either way the pairs of a window are batched by `nmt.data.batching.make_batches` (shuffled,
     length-bucketed, batches shuffled) with a seed drawn from (seed, epoch, window).
     `state()` is {epoch, window, index}: the same numbers given back to the constructor
     continue with exactly the batches an uninterrupted iterator would have given.

@@ -1,6 +1,6 @@
 """`manifest.json`: what a prepared folder holds and where it came from.
 
-Written last by `nmt.prepare.prepare`, atomically, so a folder with a manifest is complete.
+Written last by `nmt.prepare.folder.prepare`, atomically, so a folder with a manifest is complete.
 It records every source file with its sha256, the tokenizer's sha256 and vocabulary size,
 the filters and their counts per corpus, each shard with its sha256 and pair count, the
 token dtype and the versions that made it. `load_manifest` reads it back through
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nmt.config import ConfigError, from_dict
-from nmt.prepare_worker import FILTERS, Filters
-from nmt.shards import ShardBatches, ShardedCorpus, ShardError, ShardTable, shard_problem
+from nmt.prepare.shards import ShardBatches, ShardedCorpus, ShardError, ShardTable, shard_problem
+from nmt.prepare.worker import FILTERS, Filters
 
 MANIFEST = "manifest.json"
 FORMAT = "nmt-prepared"
@@ -141,13 +141,13 @@ class Manifest:
 
     def damaged(self) -> list[tuple[ShardInfo, str]]:
         """Each shard that is missing, differs from its entry (size, sha256) or is out of
-        bounds (`nmt.shards.shard_problem`), with what is wrong with it."""
+        bounds (`nmt.prepare.shards.shard_problem`), with what is wrong with it."""
         vocab, folder = self.tokenizer.vocab_size, Path(self.folder)
         found = ((s, shard_problem(folder / s.file, s.bytes, s.sha256, vocab)) for s in self.shards)
         return [(s, problem) for s, problem in found if problem]
 
     def corpus(self, open_shards: int = 16) -> ShardedCorpus:
-        """Every prepared pair as one random-access corpus (for `nmt.batching`)."""
+        """Every prepared pair as one random-access corpus (for `nmt.data.batching`)."""
         return ShardedCorpus(self.table(), stats=self.filtered, open_shards=open_shards)
 
     def batches(

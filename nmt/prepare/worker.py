@@ -2,10 +2,10 @@
 SentencePiece, filter it, and hash the pairs kept.
 
 This module imports neither torch nor the trainer, so a spawned worker starts in a fraction
-of a second. The filters are `nmt.data.encode_parallel`'s, in its order, plus `identical`
+of a second. The filters are `nmt.data.corpus.encode_parallel`'s, in its order, plus `identical`
 (source and target the same text); a rejected pair is counted under the first filter that
 rejects it. `duplicate` is decided later, in corpus order, by the parent process, which
-alone sees every shard (`nmt.prepare.PairHashes`).
+alone sees every shard (`nmt.prepare.folder.PairHashes`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def encode_chunk(
     filters: Filters,
     dtype: str,
 ) -> EncodedChunk:
-    """Encode and filter the pairs `zip(src, tgt)` (already cleaned by `nmt.sources`),
+    """Encode and filter the pairs `zip(src, tgt)` (already cleaned by `nmt.data.sources`),
     `ENCODE_LINES` at a time: SentencePiece's Python lists never hold a whole chunk."""
     filtered = dict.fromkeys(FILTERS, 0)
     parts = [

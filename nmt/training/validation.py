@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from nmt.backends.pytorch import TorchTranslator
-from nmt.batching import collate, make_batches
-from nmt.data import EncodedCorpus
+from nmt.data.batching import collate, make_batches
+from nmt.data.corpus import EncodedCorpus
 from nmt.model import Transformer
 from nmt.scoring import Scores, score
 from nmt.tokenizer import Tokenizer

@@ -31,7 +31,7 @@ class CorpusSpec:
     plain or .gz) or one tab-separated file (`src<TAB>tgt` a line, .tsv or .tsv.gz), found
     in `data_dir` when relative. `weight`: the share of the training examples drawn from
     this corpus is weight / (sum of the weights), whatever its size (0: prepared, not
-    trained on); see `nmt.shards.ShardBatches`."""
+    trained on); see `nmt.prepare.shards.ShardBatches`."""
 
     name: str
     path: str

@@ -13,7 +13,7 @@ SIGTERM or Ctrl-C (SIGINT) stops a run cleanly: the current step ends, `last.pt`
 and `TrainingStopped` is raised (the CLI exits with 128 + the signal number); a second signal
 stops at once, from the previous `last.pt`.
 
-Under torchrun (`nmt.distributed`) one `Trainer` runs in every process, over DDP. All walk
+Under torchrun (`nmt.training.distributed`) one `Trainer` runs in every process, over DDP. All walk
 the same seeded batch stream and, per micro-step, rank r takes the r-th of the next `world`
 batches: N processes with `accum_steps` A make the updates of one process with N x A (DDP
 averages the gradients, as accumulation does). Rank 0 alone touches the run folder: it
@@ -29,8 +29,6 @@ import contextlib
 import json
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,30 +39,30 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from nmt import __version__, distributed
-from nmt.batching import EpochIterator
+from nmt import __version__
 from nmt.config import ConfigError, RunConfig, replace
-from nmt.data import CorpusError
-from nmt.datasets import split_paths
+from nmt.data.batching import EpochIterator
 from nmt.decoding import cap_threads
 from nmt.fileio import atomic_write_text, remove_stale_temporaries
-from nmt.finetune import (
+from nmt.machine import describe_cpu, hardware
+from nmt.model import Transformer
+from nmt.outputs import append_log, ensure_folder
+from nmt.tokenizer import Tokenizer
+from nmt.training import distributed
+from nmt.training.checkpoints import RunCheckpoints
+from nmt.training.data import run_data, run_tokenizer
+from nmt.training.finetune import (
     Parent,
     apply_freezing,
     frozen_parameters,
     load_parent,
-    parent_checkpoint,
     parent_weights,
 )
-from nmt.machine import describe_cpu, hardware
-from nmt.model import Transformer
-from nmt.outputs import FolderLock, append_log, claim, ensure_folder
-from nmt.run_checkpoints import RunCheckpoints
-from nmt.run_data import run_data, run_tokenizer
-from nmt.runlog import RunLog
-from nmt.sampling import first_pass, mix_inputs, mixing_probability
-from nmt.tokenizer import Tokenizer
-from nmt.validation import label_smoothed_loss, validate
+from nmt.training.optim import lr_schedule, make_optimizer, pick_device, pick_precision
+from nmt.training.runlog import RunLog
+from nmt.training.sampling import first_pass, mix_inputs, mixing_probability
+from nmt.training.stopping import TrainingStopped, stop_requests
+from nmt.training.validation import label_smoothed_loss, validate
 
 log = logging.getLogger(__name__)
 
@@ -75,91 +73,6 @@ MAX_NONFINITE_UPDATES = 3
 class TrainingDiverged(ValueError):
     """The loss was not finite for `MAX_NONFINITE_UPDATES` updates in a row: the run stops
     there, its checkpoints as they were (a ValueError: the CLI says so in one line)."""
-
-
-class TrainingStopped(Exception):
-    """A signal stopped the run at a step boundary, after writing `last.pt`."""
-
-    def __init__(self, signum: int, step: int, run_dir: Path):
-        self.exit_code = 128 + signum
-        super().__init__(
-            f"{run_dir}: stopped by {signal.Signals(signum).name} at step {step}, "
-            "checkpoint last.pt written; continue with --resume"
-        )
-
-
-@contextlib.contextmanager
-def stop_requests():
-    """Record SIGTERM/SIGINT in the yielded list instead of dying mid-step; a second signal
-    raises KeyboardInterrupt at once. Only the main thread can install handlers: elsewhere
-    the list stays empty and signals keep their default behaviour."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum, frame):
-        if received:
-            raise KeyboardInterrupt
-        log.warning("%s: finishing this step and saving", signal.Signals(signum).name)
-        received.append(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: cuda requested but no CUDA device is available")
-    return torch.device(name)
-
-
-def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype, or None for float32."""
-    if name == "fp32":
-        return None
-    if name == "fp16":
-        return torch.float16
-    if name == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-
-
-def make_optimizer(model: Transformer, c) -> torch.optim.Optimizer:
-    """AdamW; weight decay on weight matrices only (not biases or LayerNorm, BERT style)."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [
-        {"params": decay, "weight_decay": c.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=c.lr, betas=(c.beta1, c.beta2), eps=c.adam_eps, fused=False)
-
-
-def lr_schedule(name: str, warmup: int, max_steps: int):
-    """The learning-rate factor of update `step` (1-based): a linear warmup to the peak over
-    `warmup` updates, then `inverse_sqrt` (1/sqrt(step) decay; Vaswani et al. 2017),
-    `linear` (down to 0 at `max_steps`; BERT fine-tuning) or `constant`."""
-
-    def factor(step: int) -> float:
-        step = max(step, 1)
-        if step < warmup:
-            return step / warmup
-        if name == "inverse_sqrt":
-            return math.sqrt(warmup / step) if warmup else 1.0
-        if name == "linear":
-            return max(0.0, (max_steps - step) / max(max_steps - warmup, 1))
-        return 1.0
-
-    return factor
 
 
 @dataclass
@@ -255,7 +168,7 @@ class Trainer:
     def _batch_stream(self, position: dict[str, int] | None = None):
         """The training batches from `position` (a checkpoint's `data`): token-bucketed
         epochs over the corpus (`EpochIterator`), or, for prepared data mixed by weights,
-        window by window over the shards (`nmt.shards.ShardBatches`)."""
+        window by window over the shards (`nmt.prepare.shards.ShardBatches`)."""
         c, position = self.config.train, position or {}
         if self.data.weighted is not None:
             return self.data.weighted(c.batch_tokens, c.seed, **position)
@@ -710,52 +623,3 @@ class Trainer:
             summary["checkpoint"] = self.checkpoints.choose(result, s.best_bleu, s.best_loss)
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
-
-
-def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
-    """Train (or with `resume`, continue) the run of `config` in its `run_dir`, which one
-    process at a time may write: a second `train` on it fails at once, naming the first's PID.
-    Nothing is created before the corpus files and the parent (`train.init_from`) are found.
-
-    Started by torchrun, every process calls this and joins the process group (a no-op
-    otherwise); every rank needs the corpus, rank 0 alone the parent and the run folder,
-    whose lock it takes."""
-    with distributed.process_group(config.train.device):
-        if config.data.prepared.endswith((".yaml", ".yml")):
-            config = _prepared_first(config)
-        for split in (
-            (config.data.valid,) if config.data.prepared else (config.data.train, config.data.valid)
-        ):
-            for path in split_paths(config.data, split):
-                if not path.is_file():
-                    raise CorpusError(f"{path}: file not found (data.{_split_key(config, split)})")
-        main = distributed.is_main()
-        if config.train.init_from and main:
-            parent_checkpoint(config.train.init_from)
-        if main:
-            claim(config.run_dir, "nmt-train", inputs=_inputs(config), resumable=True).make()
-        with FolderLock(config.run_dir, "nmt-train") if main else contextlib.nullcontext():
-            return Trainer(config, resume=resume).run()
-
-
-def _inputs(config: RunConfig) -> list[Path | str]:
-    """What the run reads, which its folder may not be, hold or lie inside."""
-    d = config.data
-    splits = (d.valid,) if d.prepared else (d.train, d.valid)  # found already (`train`)
-    files = [path for split in splits for path in split_paths(d, split)]
-    return [*files, d.prepared, config.train.init_from]
-
-
-def _prepared_first(config: RunConfig) -> RunConfig:
-    """`data.prepared` naming an nmt-prepare config: rank 0 prepares its folder when it is
-    missing or stale (the others wait), and the run reads that folder."""
-    from nmt.prepare import ensure_prepared
-
-    folder = distributed.on_main(
-        lambda: str(ensure_prepared(config.data.prepared, config.data.data_dir or None))
-    )
-    return replace(config, data=replace(config.data, prepared=folder))
-
-
-def _split_key(config: RunConfig, split: str) -> str:
-    return "train" if split == config.data.train else "valid"

@@ -1,7 +1,7 @@
 """Parallel text read as a stream of fixed-size chunks: line-aligned files (plain or gzip)
 or one tab-separated file, never whole in memory.
 
-Lines are cleaned exactly as `nmt.data.read_lines` cleans them (the CR of CRLF endings
+Lines are cleaned exactly as `nmt.data.corpus.read_lines` cleans them (the CR of CRLF endings
 stripped, NUL and other control characters replaced by spaces, surrounding whitespace
 removed), so a prepared corpus holds the pairs `read_parallel` would give. Every problem is
 a `CorpusError` naming the file and line: invalid UTF-8, a TSV line without exactly one tab,
@@ -21,9 +21,9 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import BinaryIO
 
-from nmt.data import CorpusError
+from nmt.data.corpus import CorpusError
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # as nmt.data replaces them
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # as nmt.data.corpus replaces them
 
 PARALLEL, TSV = "parallel", "tsv"
 

@@ -84,7 +84,7 @@ def pad_sources(seqs: list[list[int]]) -> torch.Tensor:
 class BatchStream:
     """What the trainer draws from: endless collated batches of `corpus` (anything with
     `pair(i)`), whose pair indices a subclass gives by `next_indices()`, with a resumable
-    position `state()`. `EpochIterator` here, `nmt.shards.ShardBatches` for shards."""
+    position `state()`. `EpochIterator` here, `nmt.prepare.shards.ShardBatches` for shards."""
 
     corpus: Any
 
