@@ -67,10 +67,11 @@ class OutputProbes:
             effect = kept(before, sha256s(model), "model")
             results.append(self.outcome(f"11. translate -o MODEL/{inside}", args, done, effect))
         # 3. nmt-vmap --force over its own inputs
-        src, run = w / "victims" / "train.en", w / "victims" / "vmap-run"
-        shutil.copyfile(self.corpus / "train.en", src)
-        shutil.copytree(self.run_dir, run)
-        for target in (src, run / "last.pt"):
+        for k, victim in enumerate(("train.en", "last.pt")):  # fresh copies for each
+            src, run = w / "victims" / f"{k}.train.en", w / "victims" / f"vmap-run-{k}"
+            shutil.copyfile(self.corpus / "train.en", src)
+            shutil.copytree(self.run_dir, run)
+            target = src if victim == "train.en" else run / "last.pt"
             before = sha256s(target)
             args = ["vmap", "--model", str(run), "--src", str(src)]
             args += ["--tgt", str(self.corpus / "train.de"), "-o", str(target), "--force"]

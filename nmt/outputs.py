@@ -41,6 +41,7 @@ from nmt.fileio import (
     atomic_write_text,
     file_mode,
     file_sha256,
+    named,
     temporary_prefix,
 )
 
@@ -94,6 +95,11 @@ class Output:
         workdir = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=self.path.parent))
         try:
             yield workdir
+        except OSError as e:  # a full disk: name the output, not a hidden work file
+            outside = e.filename is not None and not str(e.filename).startswith(str(workdir))
+            if isinstance(e, OutputError) or outside:
+                raise
+            raise named(e, self.path) from e
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 

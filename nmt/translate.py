@@ -19,13 +19,18 @@ translation and is not one, and would cost the time of thousands of sentences.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from nmt.backends.base import SearchTranslator, Translator
 from nmt.backends.pytorch import TorchTranslator, is_torch, load_ensemble, load_torch
 from nmt.config import ConfigError
+from nmt.decoding import Decoding, is_out_of_memory
 from nmt.export.folder import is_ct2_export, is_onnx_export
+from nmt.outputs import Output
 
 __all__ = [
     "BACKENDS",
@@ -134,3 +139,49 @@ def translate_stream(
             chunk = []
     if chunk:
         yield from one_line_each(chunk)
+
+
+def translate_file(
+    translator: Translator,
+    source: str | Path | None,
+    output: Output | None,
+    decoding: Decoding,
+    max_line_chars: int = MAX_LINE_CHARS,
+    **options: object,
+) -> None:
+    """Translate the file `source` (None: stdin) into `output`, a file claimed with
+    `nmt.outputs.claim` and published only once every line is translated (None: stdout),
+    one line out per line in: invalid UTF-8 is read as U+FFFD rather than stopping the run.
+
+    An unreadable input, a full disk or a line too long raise OSError or ValueError; running
+    out of memory, in whatever words the engine says it, raises a one-line MemoryError
+    saying what to lower."""
+    try:
+        with contextlib.ExitStack() as stack:
+            src = stack.enter_context(
+                open(source, encoding="utf-8", errors="replace", newline="\n")
+                if source
+                else open(
+                    sys.stdin.fileno(),
+                    encoding="utf-8",
+                    errors="replace",
+                    newline="\n",
+                    closefd=False,
+                )
+            )
+            out = stack.enter_context(output.open_text()) if output else sys.stdout
+            lines = translate_stream(
+                translator, src, max_line_chars=max_line_chars, **asdict(decoding), **options
+            )
+            for line in lines:
+                out.write(line.replace("\n", " ") + "\n")
+            out.flush()
+    except (OSError, ValueError):
+        raise
+    except Exception as e:  # MemoryError, or an engine's own words for it
+        if not is_out_of_memory(e):
+            raise
+        raise MemoryError(
+            f"out of memory while translating: lower --batch-tokens ({decoding.max_batch_tokens}) "
+            f"or --beam ({decoding.beam_size}), or use an int8 export (nmt-export --int8)"
+        ) from None

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from nmt import distill as distill_module
 from nmt.config import ConfigError, DataConfig, load_run_config
 from nmt.data.datasets import split_paths
 from nmt.distill import (
@@ -25,6 +24,7 @@ from nmt.distill import (
     load_distill_config,
     source_data,
 )
+from nmt.distill import workers as distill_workers
 from nmt.fileio import file_sha256
 from nmt.outputs import OutputError
 from nmt.training.run import train
@@ -108,7 +108,7 @@ def test_resume_after_interruption_translates_each_chunk_once(teacher, tmp_path,
     distill(teacher / "run", data, tmp_path / "whole", CONFIG)
 
     written: list[int] = []
-    real_write, real_translate = Parts.write, distill_module._translate_chunk
+    real_write, real_translate = Parts.write, distill_workers._translate_chunk
 
     def spy_write(self, index, result):
         written.append(index)
@@ -124,14 +124,14 @@ def test_resume_after_interruption_translates_each_chunk_once(teacher, tmp_path,
         return real_translate(translator, lines, options)
 
     monkeypatch.setattr(Parts, "write", spy_write)
-    monkeypatch.setattr(distill_module, "_translate_chunk", failing_translate)
+    monkeypatch.setattr(distill_workers, "_translate_chunk", failing_translate)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         distill(teacher / "run", data, out, CONFIG)
     assert written == [0, 1] and not (out / "raw.de").exists() and not (out / "train.de").exists()
     assert sorted(p.name for p in (out / "parts").glob("0*.json")) == ["000000.json", "000001.json"]
 
-    monkeypatch.setattr(distill_module, "_translate_chunk", real_translate)
+    monkeypatch.setattr(distill_workers, "_translate_chunk", real_translate)
     result = distill(teacher / "run", data, out, CONFIG)
     assert written == list(range(7))  # every chunk written once, across both runs
     assert result.stats["chunks_resumed"] == 2
@@ -149,11 +149,11 @@ def test_another_job_needs_force(teacher, tmp_path, monkeypatch):
     def interrupt(translator, lines, options):
         raise KeyboardInterrupt
 
-    real = distill_module._translate_chunk
-    monkeypatch.setattr(distill_module, "_translate_chunk", interrupt)
+    real = distill_workers._translate_chunk
+    monkeypatch.setattr(distill_workers, "_translate_chunk", interrupt)
     with pytest.raises(KeyboardInterrupt):
         distill(teacher / "run", data, out, CONFIG)
-    monkeypatch.setattr(distill_module, "_translate_chunk", real)
+    monkeypatch.setattr(distill_workers, "_translate_chunk", real)
     other = DistillConfig(beam_size=1, chunk_lines=10, batch_tokens=64)
     with pytest.raises(DistillError, match="beam_size"):
         distill(teacher / "run", data, out, other)
@@ -250,7 +250,7 @@ def test_distill_counts_what_a_bad_teacher_produces(teacher, tmp_path, monkeypat
         def translate(self, lines, **options):
             return [script.pop(0) for _ in lines]
 
-    monkeypatch.setattr(distill_module, "_load_teacher", lambda teacher, config: Scripted())
+    monkeypatch.setattr(distill_workers, "_load_teacher", lambda teacher, config: Scripted())
     result = distill(teacher / "run", source_data(str(corpus)), tmp_path / "d", DistillConfig())
     stats = json.loads((tmp_path / "d" / "stats.json").read_text())
     assert stats["filtered"] == {name: reasons.count(name) for name in FILTERS}
@@ -267,7 +267,7 @@ def scripted_teacher(monkeypatch, answer) -> None:
         def translate(self, lines, **options):
             return [answer(line) for line in lines]
 
-    monkeypatch.setattr(distill_module, "_load_teacher", lambda teacher, config: Scripted())
+    monkeypatch.setattr(distill_workers, "_load_teacher", lambda teacher, config: Scripted())
 
 
 def write_corpus(folder: Path, sources: list[str]) -> DataConfig:
@@ -302,7 +302,7 @@ def test_a_teacher_that_says_one_thing_is_an_error(teacher, tmp_path, monkeypatc
     assert not (out / "train.de").exists()  # nothing a student could learn from
 
     # A looser threshold filters again without translating (1: never an error).
-    monkeypatch.setattr(distill_module, "_load_teacher", None)
+    monkeypatch.setattr(distill_workers, "_load_teacher", None)
     loose = DistillConfig(filters=FilterConfig(max_top_share=1.0))
     result = distill(teacher / "run", data, out, loose)
     assert result.stats["kept"] == 200 and len(read(out / "train.de")) == 200
@@ -422,15 +422,15 @@ def test_shards_on_several_machines_merge_to_the_one_machine_corpus(teacher, tmp
     def no_translation(*args, **kwargs):
         raise AssertionError("a merge translated a chunk")
 
-    real = distill_module._translate_chunk
-    distill_module._translate_chunk = no_translation
+    real = distill_workers._translate_chunk
+    distill_workers._translate_chunk = no_translation
     try:
         args = ["-t", str(teacher / "run"), "--data", str(teacher / "toy"), "--test", "test"]
         args += ["-o", str(merged), "--beam", "2", "--batch-tokens", "64", "--mix", "--merge"]
         args += ["--set", "chunk_lines=10"]
         assert distill_main(args) == 0
     finally:
-        distill_module._translate_chunk = real
+        distill_workers._translate_chunk = real
     for name in ("raw.de", "train.en", "train.de", "mix.en", "mix.de"):
         assert (merged / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     assert not (merged / "shards").exists() and not (merged / "parts").exists()

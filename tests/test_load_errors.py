@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from nmt import distill as distill_module
 from nmt.checkpoint import CheckpointError, load_checkpoint
 from nmt.cli import export_main, translate_main
 from nmt.config import ConfigError, ModelConfig, load_run_config
 from nmt.distill import DistillConfig, DistillError, distill, source_data
+from nmt.distill import workers as distill_workers
 from nmt.export.folder import ExportError
 from nmt.tokenizer import Tokenizer
 from nmt.translate import load
@@ -262,7 +262,7 @@ def file_size_limit(nbytes: int):
     [
         ("ct2", "ctranslate2", "'{out}'"),  # CTranslate2's own model.bin writer
         ("onnx", "onnx", "'{out}'"),  # torch.onnx.export
-        ("safetensors", "pytorch", WEIGHTS_FILE),  # safetensors' writer (Rust)
+        ("safetensors", "pytorch", "'{out}'"),  # safetensors' writer (Rust)
     ],
 )
 def test_an_export_on_a_full_disk_names_the_path(models, tmp_path, capsys, fmt, needs, names):
@@ -285,7 +285,7 @@ def test_a_foreign_raw_json_is_one_line(models, tmp_path, monkeypatch, raw):
         def translate(self, lines, **options):
             return [line.upper() for line in lines]
 
-    monkeypatch.setattr(distill_module, "_load_teacher", lambda teacher, config: Echo())
+    monkeypatch.setattr(distill_workers, "_load_teacher", lambda teacher, config: Echo())
     (tmp_path / "c").mkdir()
     for lang in ("en", "de"):
         (tmp_path / "c" / f"train.{lang}").write_text("".join(f"{s}\n" for s in SOURCES))

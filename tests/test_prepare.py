@@ -23,7 +23,6 @@ from nmt.data.batching import EpochIterator
 from nmt.data.corpus import CorpusError, encode_parallel, read_parallel
 from nmt.data.sources import read_chunks
 from nmt.outputs import OutputError
-from nmt.prepare import folder as prepare_module
 from nmt.prepare import worker as prepare_worker
 from nmt.prepare import writer as shard_writer
 from nmt.prepare.config import CorpusSpec
@@ -34,10 +33,10 @@ from nmt.prepare.folder import (
     load_prepare_run,
     prepare,
     resolve_corpora,
-    sample_sentences,
 )
 from nmt.prepare.manifest import load_manifest
 from nmt.prepare.shards import ShardBatches, ShardedCorpus, ShardError
+from nmt.prepare.tokenizer import sample_sentences
 from nmt.prepare.writer import PairHashes
 from nmt.tokenizer import train_tokenizer
 from nmt.vocab import EOS
@@ -324,7 +323,7 @@ def test_a_tokenizer_is_trained_on_a_weighted_sample_and_reused(
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(prepare_module, "train_tokenizer", no_training)
+    monkeypatch.setattr("nmt.prepare.tokenizer.train_tokenizer", no_training)
     assert prepare(c, spec, tmp_path / "out") == manifest
     assert check_prepared(c, spec, tmp_path / "out") is None
     assert (tmp_path / "out" / "spm.model").read_bytes() == model

@@ -50,7 +50,7 @@ from nmt.export.folder import (
     tokenizer_info,
 )
 from nmt.export.folder import write_json as _write_json
-from nmt.fileio import errors_naming, file_sha256
+from nmt.fileio import file_sha256
 from nmt.model import Transformer, sinusoidal_positions
 from nmt.outputs import claim
 from nmt.tokenizer import Tokenizer
@@ -96,7 +96,7 @@ def export_ct2(
 
     # A write that fails (a full disk) names the export: CTranslate2's writer and `write_bytes`
     # raise OSErrors that name no file.
-    with output.staging() as staging, errors_naming(out_dir):
+    with output.staging() as staging:
         _SpecConverter(spec).convert(
             str(staging),
             vmap=None if vmap is None else str(vmap),

@@ -54,7 +54,7 @@ from nmt.export.folder import (
     tokenizer_info,
 )
 from nmt.export.folder import write_json as _write_json
-from nmt.fileio import errors_naming, file_sha256
+from nmt.fileio import file_sha256
 from nmt.model import Transformer
 from nmt.outputs import claim
 from nmt.tokenizer import Tokenizer
@@ -145,7 +145,7 @@ def export_onnx(
 
     # A write that fails (a full disk) names the export: torch.onnx.export and `write_bytes`
     # raise OSErrors that name no file.
-    with output.staging() as staging, errors_naming(out_dir):
+    with output.staging() as staging:
         staging.mkdir()
         graphs = staging.parent / "float32" if quantization == "int8" else staging
         graphs.mkdir(exist_ok=True)

@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import platform
-import random
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,8 +49,7 @@ import sentencepiece as spm
 
 from nmt import __version__
 from nmt.config import TokenizerConfig, check
-from nmt.data.corpus import CorpusError
-from nmt.data.sources import CorpusFiles, corpus_files, read_chunks
+from nmt.data.sources import CorpusFiles, corpus_files
 from nmt.fileio import (
     atomic_write_bytes,
     atomic_write_text,
@@ -73,9 +71,10 @@ from nmt.prepare.manifest import (
     load_manifest,
 )
 from nmt.prepare.shards import SUFFIX, ShardError, token_dtype
+from nmt.prepare.tokenizer import folder_tokenizer, load_tokenizer
 from nmt.prepare.worker import Filters
 from nmt.prepare.writer import Tally, write_shards
-from nmt.tokenizer import Tokenizer, train_tokenizer
+from nmt.tokenizer import Tokenizer
 
 __all__ = [
     "CorpusSpec",
@@ -171,7 +170,7 @@ def check_prepared(
         tokenizer = Path(tokenizer.model) if tokenizer.model else out / TOKENIZER
         if not tokenizer.is_file():
             return f"{out}: incomplete: no {TOKENIZER}"
-    tok = _load_tokenizer(tokenizer)
+    tok = load_tokenizer(tokenizer)
     change = describe_change(previous["identity"], _identity(config, corpora, files, tok), corpora)
     if change:
         return f"{out}: stale: {change}"
@@ -221,7 +220,9 @@ def _prepare(
     sources = _sources_identity(corpora, files)
     if previous is not None and previous["identity"]["corpora"] != sources:
         raise _stale(out, describe_change(previous["identity"], {"corpora": sources}, corpora))
-    tok, origin = _tokenizer(tokenizer, config, corpora, out, reuse=previous is not None)
+    tok, origin = folder_tokenizer(
+        tokenizer, config, corpora, out / TOKENIZER, reuse=previous is not None
+    )
     identity = _identity(config, corpora, files, tok)
     if previous is not None and previous["identity"] != identity:
         raise _stale(out, describe_change(previous["identity"], identity, corpora))
@@ -428,72 +429,6 @@ def _read_job(out: Path) -> dict[str, Any] | None:
     if not isinstance(job, dict) or not isinstance(job.get("identity"), dict):
         raise PrepareError(f"{out / JOB}: not an nmt-prepare job; use --force to start over")
     return job
-
-
-# --- the tokenizer -----------------------------------------------------------------------------
-
-
-def _load_tokenizer(tokenizer: Tokenizer | str | Path) -> Tokenizer:
-    return tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.from_file(tokenizer)
-
-
-def _tokenizer(
-    tokenizer: Tokenizer | TokenizerConfig | str | Path,
-    config: PrepareConfig,
-    corpora: list[CorpusFiles],
-    out: Path,
-    reuse: bool,
-) -> tuple[Tokenizer, str]:
-    """The tokenizer and where it came from; one trained before for the same sources is
-    reused (`reuse`), else one is trained on a sample of the corpora."""
-    if not isinstance(tokenizer, TokenizerConfig):
-        tok = _load_tokenizer(tokenizer)
-        return tok, tok.source
-    if tokenizer.model:
-        return Tokenizer.from_file(tokenizer.model), tokenizer.model
-    local = out / TOKENIZER
-    origin = (
-        f"trained here ({tokenizer.type}, {tokenizer.vocab_size} pieces) on "
-        f"{config.tokenizer_sentences} sentences sampled from the corpora (seed {config.seed})"
-    )
-    if reuse and local.is_file():
-        return Tokenizer.from_file(local), origin
-    lines = sample_sentences(config, corpora)
-    if not any(lines):
-        raise CorpusError(f"{corpora[0].files[0]}: every sampled line is blank")
-    try:
-        return train_tokenizer(lines, tokenizer, local), origin
-    except RuntimeError as e:  # SentencePiece's own checks
-        raise CorpusError(f"{corpora[0].files[0]}: cannot train the tokenizer ({e})") from None
-
-
-def sample_sentences(config: PrepareConfig, corpora: list[CorpusFiles]) -> list[str]:
-    """`tokenizer_sentences` sentences (both sides of half as many pairs), reservoir-sampled
-    with `seed` while streaming: with `weighted` mixing each corpus gives the share of its
-    weight (or all it has, if fewer), with `concat` one sample is drawn from all pairs."""
-    pairs_wanted = config.tokenizer_sentences // 2
-    if config.mixing == "weighted":
-        total = sum(s.weight for s in config.corpora)
-        quotas = [round(pairs_wanted * s.weight / total) for s in config.corpora]
-        groups = [[c] for c in corpora]
-    else:
-        quotas, groups = [pairs_wanted], [corpora]
-    sentences: list[str] = []
-    for quota, group in zip(quotas, groups, strict=True):
-        rng = random.Random(f"{config.seed}/{'+'.join(c.name for c in group)}")
-        sample: list[tuple[str, str]] = []
-        seen = 0
-        for corpus in group if quota else ():
-            for chunk in read_chunks(corpus, config.shard_lines):
-                for pair in zip(chunk.src, chunk.tgt, strict=True):  # Algorithm R
-                    seen += 1
-                    if len(sample) < quota:
-                        sample.append(pair)
-                    elif (j := rng.randrange(seen)) < quota:
-                        sample[j] = pair
-        sentences += [side for pair in sample for side in pair]
-    log.info("sampled %d sentences to train the tokenizer", len(sentences))
-    return sentences
 
 
 # --- the output folder -------------------------------------------------------------------------

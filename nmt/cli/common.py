@@ -1,0 +1,157 @@
+"""What every command shares: logging, the one-line error, and one definition of each option
+that several commands take, so that an option means the same wherever it appears.
+
+Defaults come from the library (`nmt.decoding.Decoding`, `nmt.config.DataConfig`), so the
+commands and the API cannot drift; a command may word an option's help for itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from nmt.config import DataConfig
+from nmt.decoding import Decoding
+
+# One meaning for every command's --data-dir: the data root, as ../shared/data is.
+DATA_DIR_HELP = (
+    "data root: a registered dataset's files are found in DIR/NAME/ (or DIR/), other "
+    "relative corpus paths under DIR (default $NMT_DATA_DIR, else the download cache)"
+)
+THREADS_HELP = "CPU threads per translator (CTranslate2 intra_threads; 0: library default)"
+DEVICES = ("cpu", "cuda")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def fail(error: Exception) -> int:
+    """User errors (bad config, corpus, checkpoint) end in one line, not a traceback."""
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors a command reports with `fail`: the user's to fix, not the toolkit's."""
+    from nmt.checkpoint import CheckpointError
+    from nmt.config import ConfigError
+    from nmt.data.corpus import CorpusError
+    from nmt.data.datasets import DatasetError
+    from nmt.export.folder import ExportError
+    from nmt.outputs import FolderBusyError
+    from nmt.prepare.folder import PrepareError
+    from nmt.weights import WeightsError
+
+    # OSError: a missing or unreadable file, a full disk (the message names the file).
+    return (
+        ConfigError,
+        FolderBusyError,
+        CorpusError,
+        DatasetError,
+        CheckpointError,
+        ExportError,
+        PrepareError,
+        WeightsError,
+        OSError,
+        ValueError,
+    )
+
+
+# --- options ------------------------------------------------------------------------------
+
+
+def add_force(parser: argparse.ArgumentParser, what: str) -> None:
+    """--force; `what` says what it replaces for this command (never what another made)."""
+    parser.add_argument("--force", action="store_true", help=what)
+
+
+def add_data_dir(parser: argparse.ArgumentParser, help: str = DATA_DIR_HELP) -> None:
+    parser.add_argument("--data-dir", help=help)
+
+
+def add_overrides(parser: argparse.ArgumentParser, help: str, metavar: str = "KEY=VALUE") -> None:
+    """--set KEY=VALUE (repeatable): a config value, type-checked by the config's loader."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar=metavar, help=help
+    )
+
+
+def overrides_with_data_dir(args: argparse.Namespace, key: str) -> list[str]:
+    """The --set overrides, with --data-dir as the override of config key `key`."""
+    return args.overrides + ([f"{key}={args.data_dir}"] if args.data_dir else [])
+
+
+def add_models(parser: argparse.ArgumentParser, help: str) -> None:
+    """--model/-m, repeatable (several: an ensemble)."""
+    parser.add_argument("--model", "-m", required=True, action="append", help=help)
+
+
+def add_languages(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--src-lang", default=DataConfig.src_lang)
+    parser.add_argument("--tgt-lang", default=DataConfig.tgt_lang)
+
+
+def add_beam(
+    parser: argparse.ArgumentParser,
+    default: int = Decoding.beam_size,
+    help: str = "beam size (1 = greedy)",
+) -> None:
+    parser.add_argument("--beam", type=int, default=default, help=help)
+
+
+def add_batch_tokens(
+    parser: argparse.ArgumentParser,
+    default: int = Decoding.max_batch_tokens,
+    help: str = "max source tokens a batch",
+) -> None:
+    parser.add_argument("--batch-tokens", type=int, default=default, help=help)
+
+
+def add_decoding_args(parser: argparse.ArgumentParser, lengths: bool = True) -> None:
+    """--beam and --batch-tokens, and with `lengths` --length-penalty, --max-len-a and
+    --max-len-b: `Decoding`'s options, with its defaults (`decoding_from` reads them)."""
+    add_beam(parser)
+    add_batch_tokens(parser)
+    if lengths:
+        parser.add_argument("--length-penalty", type=float, default=Decoding.length_penalty)
+        parser.add_argument("--max-len-a", type=float, default=Decoding.max_len_a)
+        parser.add_argument("--max-len-b", type=int, default=Decoding.max_len_b)
+
+
+def decoding_from(args: argparse.Namespace) -> Decoding:
+    """The `Decoding` of `add_decoding_args`' options; impossible values raise ConfigError."""
+    return Decoding(
+        beam_size=args.beam,
+        max_batch_tokens=args.batch_tokens,
+        length_penalty=args.length_penalty,
+        max_len_a=args.max_len_a,
+        max_len_b=args.max_len_b,
+    )
+
+
+def add_threads(
+    parser: argparse.ArgumentParser, default: int = 0, help: str = THREADS_HELP
+) -> None:
+    parser.add_argument("--threads", type=int, default=default, help=help)
+
+
+def add_device(
+    parser: argparse.ArgumentParser, default: str | None = "cpu", help: str | None = None
+) -> None:
+    parser.add_argument("--device", default=default, choices=DEVICES, help=help)
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """How a translator runs: --threads, --device and --no-vmap."""
+    add_threads(parser)
+    add_device(parser)
+    parser.add_argument(
+        "--no-vmap", action="store_true", help="CTranslate2: ignore the export's vocabulary map"
+    )
