@@ -559,7 +559,7 @@ def run_distill_trials(
         return [
             *("--teacher", str(teacher), "--data", str(data), "-o", str(out)),
             *("--workers", "2", "--threads", "1", "--beam", "2"),
-            *("--set", f"chunk_lines={DISTILL_CHUNK}", "--set", "batch_tokens=64"),
+            *("--set", f"chunk_lines={DISTILL_CHUNK}", "--batch-tokens", "64"),
         ]
 
     reference = root / "distill-reference"

@@ -1,8 +1,10 @@
 """Decoding options and the resources a translator asks for, validated in one place.
 
-`Decoding` holds the options of every backend's `translate()` (beam size, batch size,
-length limits) and refuses impossible values on construction; the translators, the CLIs,
-the benchmark grid's `decoding` and the distillation config check through it, so a bad
+`Decoding` holds the options of every backend's `translate(lines, decoding)` (beam size,
+batch size, length limits) and refuses impossible values on construction; it is the one
+definition of them: the search (`nmt.search`), the translators, the CLIs
+(`add_decoding_args`), the benchmark grid's and the distillation config's `decoding:`
+sections all hold or take one, so a bad
 value is one `ConfigError` naming the option wherever it comes from (before the model is
 loaded, where the caller can tell). `check_threads` and `cap_threads` do the same for
 thread counts: a count above the CPUs this process may use only oversubscribes them (1000
@@ -21,7 +23,7 @@ import logging
 import numbers
 import os
 import resource
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from nmt.config import ConfigError, check_number
@@ -64,6 +66,16 @@ class Decoding:
     def __post_init__(self) -> None:
         for f in fields(self):
             check_option(f.name, getattr(self, f.name))
+
+
+def decoding_of(decoding: Decoding | None = None, **options: object) -> Decoding:
+    """The `Decoding` a `translate()` call asks for: `decoding`, with any of its fields given
+    as keyword `options` replaced (`translate(lines, beam_size=4)` builds one from the
+    defaults). An unknown option is a ConfigError naming it."""
+    names = {f.name for f in fields(Decoding)}
+    if unknown := sorted(set(options) - names):
+        raise ConfigError(f"{unknown[0]}: not a decoding option ({', '.join(sorted(names))})")
+    return replace(decoding or Decoding(), **options) if options else decoding or Decoding()
 
 
 def usable_cpus() -> int:

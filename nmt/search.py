@@ -4,30 +4,23 @@ Both return, for each source row, the generated token ids without BOS or EOS: at
 `max_len_a * source_length + max_len_b` tokens (source length counting EOS; at most
 `model.max_positions - 1`). EOS is masked for the first `min_len` steps (CTranslate2's
 `min_decoding_length` convention, default 1); PAD and BOS are never generated. Both follow
-CTranslate2's decoding rules, so that an export gives the same tokens as PyTorch.
+CTranslate2's decoding rules, so that an export gives the same tokens as PyTorch. The
+options are `nmt.decoding.Decoding`'s (its batch size is the caller's business).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from nmt.decoding import Decoding
 from nmt.model import Transformer
 from nmt.vocab import BOS, EOS, PAD
 
-
-@dataclass(frozen=True)
-class SearchOptions:
-    beam_size: int = 1
-    length_penalty: float = 1.0
-    max_len_a: float = 1.5
-    max_len_b: int = 10
-    min_len: int = 1
+GREEDY = Decoding(beam_size=1)
 
 
-def _length_limits(model: Transformer, src: Tensor, opts: SearchOptions) -> Tensor:
+def _length_limits(model: Transformer, src: Tensor, opts: Decoding) -> Tensor:
     src_len = (src != PAD).sum(1).float()
     limits = (opts.max_len_a * src_len + opts.max_len_b).long()
     return limits.clamp(min=1, max=model.config.max_positions - 1)
@@ -53,9 +46,7 @@ def _constrain(logp: Tensor, step: int, limits: Tensor, min_len: int) -> Tensor:
 
 
 @torch.inference_mode()
-def greedy_search(
-    model: Transformer, src: Tensor, opts: SearchOptions = SearchOptions()
-) -> list[list[int]]:
+def greedy_search(model: Transformer, src: Tensor, opts: Decoding = GREEDY) -> list[list[int]]:
     """Pick the most likely token at every step; finished rows leave the batch."""
     B = src.size(0)
     limits = _length_limits(model, src, opts)
@@ -80,7 +71,7 @@ def greedy_search(
 
 
 @torch.inference_mode()
-def beam_search(model: Transformer, src: Tensor, opts: SearchOptions) -> list[list[int]]:
+def beam_search(model: Transformer, src: Tensor, opts: Decoding) -> list[list[int]]:
     """Beam search under CTranslate2's rules (decoding.cc, `BeamSearch::search`), so that an
     export decodes exactly like the PyTorch model:
 
@@ -163,5 +154,5 @@ def beam_search(model: Transformer, src: Tensor, opts: SearchOptions) -> list[li
     return [max(hyps, key=lambda h: h[0])[1] for hyps in finished]
 
 
-def search(model: Transformer, src: Tensor, opts: SearchOptions) -> list[list[int]]:
+def search(model: Transformer, src: Tensor, opts: Decoding) -> list[list[int]]:
     return greedy_search(model, src, opts) if opts.beam_size == 1 else beam_search(model, src, opts)

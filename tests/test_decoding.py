@@ -5,7 +5,6 @@ capped with a warning. Out of memory is one line too, at load and while translat
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import resource
@@ -19,12 +18,11 @@ import torch
 import nmt.backends.pytorch
 import nmt.decoding
 import nmt.translate
-from nmt.bench.grid import Decoding as BenchDecoding
 from nmt.checkpoint import CheckpointError, load_checkpoint
 from nmt.cli import evaluate_main, translate_main
 from nmt.config import ConfigError, TrainConfig
 from nmt.decoding import Decoding, cap_threads, check_threads, is_out_of_memory
-from nmt.distill import DistillConfig
+from nmt.distill import DistillConfig, load_distill_config
 
 from .toys import SOURCES, toy_exports
 
@@ -89,11 +87,15 @@ def test_decoding_accepts_the_edges():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_translate_defaults_are_the_decoding_defaults(models, backend):
-    """The translators' keyword defaults and `Decoding`'s cannot drift apart."""
+    """A translator has no defaults of its own: `translate(lines)` decodes with `Decoding()`,
+    and keyword options are `Decoding`'s fields replaced (one definition of the options)."""
     translator = nmt.translate.load(model_for(models, backend), threads=1)
-    params = inspect.signature(translator.translate).parameters
-    for name, value in vars(Decoding()).items():
-        assert params[name].default == value, name
+    assert translator.translate(SOURCES) == translator.translate(SOURCES, Decoding())
+    greedy = translator.translate(SOURCES, Decoding(beam_size=1))
+    assert translator.translate(SOURCES, beam_size=1) == greedy
+    assert translator.translate(SOURCES, Decoding(beam_size=3), beam_size=1) == greedy
+    with pytest.raises(ConfigError, match="^beam: not a decoding option"):
+        translator.translate(SOURCES, beam=1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -217,11 +219,17 @@ def test_train_threads(monkeypatch, caplog, tmp_path):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: BenchDecoding(length_penalty=math.nan), "length_penalty: must be a finite"),
-        (lambda: BenchDecoding(max_batch_tokens=0), "max_batch_tokens: must be >= 1"),
-        (lambda: DistillConfig(beam_size=0), "beam_size: must be >= 1"),
-        (lambda: DistillConfig(batch_tokens=-5), "batch_tokens: must be >= 1"),
-        (lambda: DistillConfig(max_len_a=-1.0), "max_len_a: must be >= 0"),
+        (lambda: Decoding(length_penalty=math.nan), "length_penalty: must be a finite"),
+        (lambda: Decoding(max_batch_tokens=0), "max_batch_tokens: must be >= 1"),
+        (lambda: load_distill_config(None, ["decoding.beam_size=0"]), "decoding.beam_size: must"),
+        (
+            lambda: load_distill_config(None, ["decoding.max_batch_tokens=-5"]),
+            "decoding.max_batch_tokens: must be >= 1",
+        ),
+        (
+            lambda: load_distill_config(None, ["decoding.max_len_a=-1.0"]),
+            "decoding.max_len_a: must be >= 0",
+        ),
         (lambda: DistillConfig(threads=-1), "threads: must be >= 0"),
     ],
 )
@@ -306,3 +314,17 @@ def test_a_model_larger_than_the_address_space_limit_is_one_line(tmp_path):
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(f"error: {big}: out of memory loading the model")
     assert "8192 MiB (2 x its size on disk) of the 3072 MiB allowed (ulimit -v)" in lines[0]
+
+
+def test_one_decoding_everywhere():
+    """The search, the distillation config and the benchmark grid hold `nmt.decoding.Decoding`
+    itself, not a copy of its fields."""
+    import typing
+
+    from nmt.bench.grid import BenchConfig
+    from nmt.search import beam_search, greedy_search
+
+    for cls in (DistillConfig, BenchConfig):
+        assert typing.get_type_hints(cls)["decoding"] is Decoding, cls
+    for function in (greedy_search, beam_search):
+        assert typing.get_type_hints(function)["opts"] is Decoding, function

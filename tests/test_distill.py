@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from nmt.config import ConfigError, DataConfig, load_run_config
+from nmt.config import ConfigError, DataConfig, load_run_config, replace
 from nmt.data.datasets import split_paths
+from nmt.decoding import Decoding
 from nmt.distill import (
     FILTERS,
     DistillConfig,
@@ -35,7 +36,7 @@ from .test_train import toy_config
 
 SOURCES = [s for s, _ in TOY_PAIRS]
 TARGETS = [t for _, t in TOY_PAIRS]
-CONFIG = DistillConfig(beam_size=2, chunk_lines=10, batch_tokens=64, mix=True)
+CONFIG = DistillConfig(Decoding(beam_size=2, max_batch_tokens=64), chunk_lines=10, mix=True)
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def test_another_job_needs_force(teacher, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         distill(teacher / "run", data, out, CONFIG)
     monkeypatch.setattr(distill_workers, "_translate_chunk", real)
-    other = DistillConfig(beam_size=1, chunk_lines=10, batch_tokens=64)
+    other = DistillConfig(Decoding(beam_size=1, max_batch_tokens=64), chunk_lines=10)
     with pytest.raises(DistillError, match="beam_size"):
         distill(teacher / "run", data, out, other)
     assert distill(teacher / "run", data, out, other, force=True).stats["lines"] == 64
@@ -172,7 +173,7 @@ def test_another_job_needs_force(teacher, tmp_path, monkeypatch):
 def test_worker_processes_give_the_same_corpus(teacher, tmp_path):
     data = toy_data(teacher)
     distill(teacher / "run", data, tmp_path / "one", CONFIG)
-    workers = DistillConfig(beam_size=2, chunk_lines=10, batch_tokens=64, mix=True, workers=2)
+    workers = replace(CONFIG, workers=2)
     distill(teacher / "run", data, tmp_path / "two", workers)
     for name in ("raw.de", "train.en", "train.de"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
@@ -342,7 +343,10 @@ def test_top_output_share_threshold(teacher, tmp_path, monkeypatch):
 
 
 def test_config_errors_name_the_key(tmp_path):
-    assert load_distill_config(None, ["beam_size=1", "filters.max_ratio=3"]).filters.max_ratio == 3
+    assert (
+        load_distill_config(None, ["decoding.beam_size=1", "filters.max_ratio=3"]).filters.max_ratio
+        == 3
+    )
     with pytest.raises(ConfigError, match=r"filters\.max_ratio"):
         load_distill_config(None, ["filters.max_ratio=0.5"])
     with pytest.raises(ConfigError, match="beam_sizes: unknown key"):

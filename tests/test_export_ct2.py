@@ -28,6 +28,7 @@ from nmt.backends.ct2 import CT2Translator, is_ct2_export, load_ct2  # noqa: E40
 from nmt.checkpoint import find_checkpoint, load_checkpoint  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
 from nmt.data.batching import pad_sources  # noqa: E402
+from nmt.decoding import Decoding  # noqa: E402
 from nmt.export import ct2 as export_module  # noqa: E402
 from nmt.export.ct2 import (  # noqa: E402
     TOKENIZER_FILE,
@@ -36,7 +37,7 @@ from nmt.export.ct2 import (  # noqa: E402
     read_export_info,
 )
 from nmt.model import Transformer  # noqa: E402
-from nmt.search import SearchOptions, greedy_search  # noqa: E402
+from nmt.search import greedy_search  # noqa: E402
 from nmt.training.run import train  # noqa: E402
 from nmt.translate import load  # noqa: E402
 from nmt.vocab import BOS, EOS, PAD  # noqa: E402
@@ -194,7 +195,7 @@ def test_random_model_greedy_matches_token_for_token(tmp_path, toy_tokenizer, pr
     expected = greedy_search(
         model,
         pad_sources([s + [EOS] for s in sources]),
-        SearchOptions(beam_size=1, max_len_a=0, max_len_b=63),
+        Decoding(beam_size=1, max_len_a=0, max_len_b=63),
     )
     got = ct2_translate_ids(translator, toy_tokenizer, sources, beam_size=1, max_decoding_length=63)
     assert got == expected

@@ -21,6 +21,7 @@ from nmt.backends.onnx import OnnxTranslator, is_onnx_export, load_onnx  # noqa:
 from nmt.checkpoint import find_checkpoint, load_checkpoint  # noqa: E402
 from nmt.config import ModelConfig  # noqa: E402
 from nmt.data.batching import pad_sources  # noqa: E402
+from nmt.decoding import Decoding  # noqa: E402
 from nmt.export.onnx import (  # noqa: E402
     DECODER_FILE,
     ENCODER_FILE,
@@ -34,7 +35,7 @@ from nmt.export.onnx import (  # noqa: E402
 from nmt.fileio import file_sha256  # noqa: E402
 from nmt.model import Transformer  # noqa: E402
 from nmt.outputs import MARKER  # noqa: E402
-from nmt.search import SearchOptions, search  # noqa: E402
+from nmt.search import search  # noqa: E402
 from nmt.training.run import train  # noqa: E402
 from nmt.translate import load  # noqa: E402
 from nmt.vocab import EOS  # noqa: E402
@@ -118,9 +119,9 @@ def test_random_model_matches_token_for_token(tmp_path, toy_tokenizer, pre_norm,
     src = pad_sources(sources)
     # The longest source and the longest output use every row of the position table.
     for opts in (
-        SearchOptions(beam_size=1, max_len_a=0, max_len_b=63),
-        SearchOptions(beam_size=4, max_len_a=0, max_len_b=63),
-        SearchOptions(beam_size=3, length_penalty=0.0, max_len_a=0.5, max_len_b=2, min_len=2),
+        Decoding(beam_size=1, max_len_a=0, max_len_b=63),
+        Decoding(beam_size=4, max_len_a=0, max_len_b=63),
+        Decoding(beam_size=3, length_penalty=0.0, max_len_a=0.5, max_len_b=2, min_len=2),
     ):
         expected = search(model, src, opts)
         assert search(translator.model, src, opts) == expected, opts  # the graphs, decoded

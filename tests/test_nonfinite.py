@@ -24,7 +24,7 @@ from nmt.config import ConfigError, load_run_config
 from nmt.fileio import atomic_torch_save
 from nmt.model import Transformer
 from nmt.training.run import train
-from nmt.training.trainer import MAX_NONFINITE_UPDATES, TrainingDiverged
+from nmt.training.step import MAX_NONFINITE_UPDATES, TrainingDiverged
 from nmt.training.validation import label_smoothed_loss
 
 from .conftest import tiny_config
@@ -155,7 +155,7 @@ def nan_losses(monkeypatch, first: int, last: int | None = None) -> None:
             loss = loss * math.nan
         return loss, nll, tokens
 
-    monkeypatch.setattr("nmt.training.trainer.label_smoothed_loss", loss)
+    monkeypatch.setattr("nmt.training.step.label_smoothed_loss", loss)
 
 
 def test_a_huge_lr_stops_the_run_in_one_line_and_writes_no_nan_checkpoint(

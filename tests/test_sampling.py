@@ -122,7 +122,7 @@ def test_probability_one_trains_on_the_models_own_argmax(tmp_path, toy_corpus):
         calls.append((trainer.model.training, tgt_in.clone(), out.detach().clone()))
         return out
 
-    trainer.forward = recording
+    trainer.stepper.forward = recording
     trainer.train_step()
     (first_training, gold, first), (second_training, fed, _) = calls
     assert not first_training and second_training  # first pass without dropout

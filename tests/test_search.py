@@ -3,7 +3,8 @@
 import torch
 
 from nmt.data.batching import pad_sources
-from nmt.search import SearchOptions, beam_search, greedy_search
+from nmt.decoding import Decoding
+from nmt.search import beam_search, greedy_search
 from nmt.vocab import BOS, EOS, PAD
 
 from .test_model import random_batch
@@ -11,13 +12,13 @@ from .test_model import random_batch
 
 def test_beam_one_equals_greedy(tiny_model):
     src, _ = random_batch(B=5, seed=3)
-    opts = SearchOptions(beam_size=1, max_len_a=0, max_len_b=12)
+    opts = Decoding(beam_size=1, max_len_a=0, max_len_b=12)
     assert beam_search(tiny_model, src, opts) == greedy_search(tiny_model, src, opts)
 
 
 def test_beam_search_respects_length_limit_and_min_len(tiny_model):
     src, _ = random_batch(B=4, seed=5)
-    out = beam_search(tiny_model, src, SearchOptions(beam_size=4, max_len_a=0, max_len_b=5))
+    out = beam_search(tiny_model, src, Decoding(beam_size=4, max_len_a=0, max_len_b=5))
     assert len(out) == 4
     assert all(1 <= len(h) <= 5 for h in out)
     assert all(EOS not in h and BOS not in h for h in out)
@@ -25,7 +26,7 @@ def test_beam_search_respects_length_limit_and_min_len(tiny_model):
 
 def test_beam_search_batched_equals_one_by_one(tiny_model):
     src, _ = random_batch(B=3, seed=7)
-    opts = SearchOptions(beam_size=3, max_len_a=0, max_len_b=8)
+    opts = Decoding(beam_size=3, max_len_a=0, max_len_b=8)
     batched = beam_search(tiny_model, src, opts)
     single = [
         beam_search(tiny_model, pad_sources([[t for t in row.tolist() if t != PAD]]), opts)[0]
@@ -39,7 +40,7 @@ def test_wide_beam_finds_the_exact_best_one_token_output(tiny_model):
     exhaustive: it must return argmax_t log p(t) + log p(EOS | t)."""
     src, _ = random_batch(B=2, seed=11)
     beam = beam_search(
-        tiny_model, src, SearchOptions(beam_size=40, length_penalty=0.0, max_len_a=0, max_len_b=1)
+        tiny_model, src, Decoding(beam_size=40, length_penalty=0.0, max_len_a=0, max_len_b=1)
     )
     for i in range(2):
         candidates = torch.arange(4, 40)

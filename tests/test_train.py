@@ -1,6 +1,7 @@
 """End-to-end training on a toy corpus: overfitting, resume, checkpoints, translate CLI."""
 
 import json
+import logging
 import signal
 
 import pytest
@@ -227,3 +228,63 @@ def test_learning_rate_schedules():
     assert {constant(s) for s in (1, 500, 1000)} == {1.0}
     with pytest.raises(ConfigError, match="train.lr_schedule: must be"):
         load_run_config(None, ["train.lr_schedule=cosine"])
+
+
+def test_train_log_is_released_however_the_run_ends(tmp_path, toy_corpus, monkeypatch):
+    """`train` removes (and closes) its train.log handler from the `nmt` logger when it
+    returns, when training fails and when setting up fails: no caller cleans up after it,
+    and what runs next writes into no run's log."""
+    nmt_logger = logging.getLogger("nmt")
+    before = list(nmt_logger.handlers)
+    train(toy_config(tmp_path / "done", toy_corpus, "train.max_steps=5"))
+    assert nmt_logger.handlers == before
+
+    def fail(self):
+        logging.getLogger("nmt.test").warning("during the run")
+        raise RuntimeError("failed in training")
+
+    monkeypatch.setattr(Trainer, "train_step", fail)
+    with pytest.raises(RuntimeError, match="failed in training"):
+        train(toy_config(tmp_path / "failed", toy_corpus, "train.max_steps=5"))
+    assert nmt_logger.handlers == before
+    assert "during the run" in (tmp_path / "failed" / "train.log").read_text()
+
+    def no_data(config, tokenizer):
+        raise RuntimeError("failed in setting up")
+
+    monkeypatch.setattr("nmt.training.trainer.run_data", no_data)
+    with pytest.raises(RuntimeError, match="failed in setting up"):
+        train(toy_config(tmp_path / "unset", toy_corpus, "train.max_steps=5"))
+    assert nmt_logger.handlers == before
+    logging.getLogger("nmt.test").warning("after the runs")
+    for run in ("done", "failed", "unset"):
+        assert "after the runs" not in (tmp_path / run / "train.log").read_text(), run
+
+
+def test_the_speed_probe_times_the_trainers_own_update(tmp_path, toy_corpus, monkeypatch):
+    """`probe_updates` runs `Step`, the update the trainer makes, one batch an update (the
+    estimate multiplies by accum_steps), writes nothing and restores the thread count."""
+    from nmt.training import probe, step
+    from nmt.training.validation import label_smoothed_loss
+
+    updates, batches = [], []
+    real_step = step.Step.__call__
+
+    def counted_step(self, next_batch, done):
+        updates.append(done)
+        return real_step(self, next_batch, done)
+
+    def counted_loss(*args):
+        batches.append(args[1].shape)
+        return label_smoothed_loss(*args)
+
+    monkeypatch.setattr(step.Step, "__call__", counted_step)
+    monkeypatch.setattr(step, "label_smoothed_loss", counted_loss)
+    threads = torch.get_num_threads()
+    config = toy_config(tmp_path / "run", toy_corpus, "train.accum_steps=4")
+    assert probe.probe_updates(config) > 0
+    assert updates == list(range(probe.PROBE_UPDATES + 1))
+    rows = config.train.batch_tokens // probe.PROBE_LENGTH
+    assert batches == [(rows, probe.PROBE_LENGTH)] * (probe.PROBE_UPDATES + 1)
+    assert torch.get_num_threads() == threads
+    assert not (tmp_path / "run").exists()

@@ -16,31 +16,25 @@ from typing import Protocol
 import torch
 
 from nmt.data.batching import pad_sources, token_batches
-from nmt.decoding import Decoding
+from nmt.decoding import Decoding, decoding_of
 from nmt.inputs import encode_nonblank
 from nmt.model import Transformer
-from nmt.search import SearchOptions, search
+from nmt.search import search
 from nmt.tokenizer import Tokenizer
 from nmt.vocab import EOS
 
 
 class Translator(Protocol):
-    """A loaded model: `translate` takes `nmt.decoding.Decoding`'s options and returns one
-    output line per input line; `backend` names the engine, `source` the loaded file."""
+    """A loaded model: `translate(lines, decoding)` takes an `nmt.decoding.Decoding` (or any
+    of its fields as keyword options, `translate(lines, beam_size=4)`) and returns one output
+    line per input line; `backend` names the engine, `source` the loaded file."""
 
     backend: str
     source: str
     tokenizer: Tokenizer
 
     def translate(
-        self,
-        lines: list[str],
-        beam_size: int = ...,
-        max_batch_tokens: int = ...,
-        length_penalty: float = ...,
-        max_len_a: float = ...,
-        max_len_b: int = ...,
-        min_len: int = ...,
+        self, lines: list[str], decoding: Decoding | None = None, **options: object
     ) -> list[str]: ...
 
 
@@ -58,24 +52,16 @@ class SearchTranslator:
     input_device: torch.device = torch.device("cpu")
 
     def translate(
-        self,
-        lines: list[str],
-        beam_size: int = Decoding.beam_size,
-        max_batch_tokens: int = Decoding.max_batch_tokens,
-        length_penalty: float = Decoding.length_penalty,
-        max_len_a: float = Decoding.max_len_a,
-        max_len_b: int = Decoding.max_len_b,
-        min_len: int = Decoding.min_len,
+        self, lines: list[str], decoding: Decoding | None = None, **options: object
     ) -> list[str]:
-        """Translate `lines`; empty or whitespace-only lines give "" without reaching the
+        """Translate `lines` under `decoding` (any of its fields may be given as keyword
+        `options` instead); empty or whitespace-only lines give "" without reaching the
         model."""
-        # A ConfigError naming the option for an impossible value, before any work.
-        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
-        opts = SearchOptions(beam_size, length_penalty, max_len_a, max_len_b, min_len)
+        opts = decoding_of(decoding, **options)  # a ConfigError before any work
         outputs = [""] * len(lines)
         todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
         ids = [seq + [EOS] for seq in ids]
-        for batch in token_batches([len(s) for s in ids], max_batch_tokens):
+        for batch in token_batches([len(s) for s in ids], opts.max_batch_tokens):
             src = pad_sources([ids[k] for k in batch]).to(self.input_device)
             hyps = search(self.model, src, opts)
             for k, text in zip(batch, self.tokenizer.decode(hyps), strict=True):

@@ -44,7 +44,14 @@ from typing import Any
 import ctranslate2
 import torch
 
-from nmt.decoding import Decoding, cap_threads, fits_in_memory, is_out_of_memory, out_of_memory
+from nmt.decoding import (
+    Decoding,
+    cap_threads,
+    decoding_of,
+    fits_in_memory,
+    is_out_of_memory,
+    out_of_memory,
+)
 from nmt.export.folder import EXPORT_INFO, TOKENIZER_FILE, ExportError, read_ct2_info
 from nmt.export.folder import is_ct2_export as is_ct2_export  # the recogniser, engine-free
 from nmt.inputs import encode_nonblank
@@ -106,19 +113,21 @@ class CT2Translator:
     def translate(
         self,
         lines: list[str],
-        beam_size: int = Decoding.beam_size,
-        max_batch_tokens: int = Decoding.max_batch_tokens,
-        length_penalty: float = Decoding.length_penalty,
-        max_len_a: float = Decoding.max_len_a,
-        max_len_b: int = Decoding.max_len_b,
-        min_len: int = Decoding.min_len,
+        decoding: Decoding | None = None,
         use_vmap: bool | None = None,
+        **options: object,
     ) -> list[str]:
-        """Translate `lines`; empty or whitespace-only lines give "" without reaching the
-        model. `use_vmap` (default: whenever the export has a vmap.txt) restricts the
-        output vocabulary per batch, which PyTorch does not do."""
-        # A ConfigError naming the option for an impossible value, before any work.
-        Decoding(beam_size, max_batch_tokens, length_penalty, max_len_a, max_len_b, min_len)
+        """Translate `lines` under `decoding` (or its fields as keyword `options`); empty or
+        whitespace-only lines give "" without reaching the model. `use_vmap` (default:
+        whenever the export has a vmap.txt) restricts the output vocabulary per batch, which
+        PyTorch does not do."""
+        d = decoding_of(decoding, **options)  # a ConfigError before any work
+        beam_size, max_batch_tokens, length_penalty = (
+            d.beam_size,
+            d.max_batch_tokens,
+            d.length_penalty,
+        )
+        max_len_a, max_len_b, min_len = d.max_len_a, d.max_len_b, d.min_len
         outputs = [""] * len(lines)
         todo, pieces = encode_nonblank(lines, self.tokenizer.encode_pieces, self.max_input - 1)
         if not pieces:

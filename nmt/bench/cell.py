@@ -31,6 +31,7 @@ import math
 import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -182,16 +183,9 @@ def measure(cell: Cell) -> dict[str, Any]:
 
 
 def decoding_options(cell: Cell) -> dict[str, Any]:
-    """Keyword arguments of `translate()` for this cell."""
-    d = cell.decoding
-    options: dict[str, Any] = {
-        "beam_size": cell.beam_size,
-        "max_batch_tokens": d.max_batch_tokens,
-        "length_penalty": d.length_penalty,
-        "max_len_a": d.max_len_a,
-        "max_len_b": d.max_len_b,
-        "min_len": d.min_len,
-    }
+    """Keyword arguments of `translate()` for this cell: the grid's decoding at the cell's
+    beam (and the cell's vocabulary map, for CTranslate2)."""
+    options: dict[str, Any] = {"decoding": replace(cell.decoding, beam_size=cell.beam_size)}
     if cell.use_vmap is not None:
         options["use_vmap"] = cell.use_vmap
     return options

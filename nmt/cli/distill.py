@@ -21,7 +21,9 @@ from nmt.cli.common import (
 def _parser() -> argparse.ArgumentParser:
     from nmt.config import DataConfig
     from nmt.data.datasets import DATASETS
+    from nmt.decoding import Decoding
     from nmt.distill import DistillConfig
+    from nmt.distill.config import BATCH_TOKENS
 
     p = argparse.ArgumentParser(
         prog="nmt-distill",
@@ -44,12 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_data_dir(p)
     p.add_argument("--output", "-o", required=True, help="distilled dataset folder to write")
-    add_beam(p, DistillConfig.beam_size, "teacher beam size")
+    add_beam(p, Decoding.beam_size, "teacher beam size")
     p.add_argument(
         "--workers", type=int, default=DistillConfig.workers, help="translator processes"
     )
     add_threads(p, DistillConfig.threads, "threads per translator")
-    add_batch_tokens(p, DistillConfig.batch_tokens, "source tokens per batch")
+    add_batch_tokens(p, BATCH_TOKENS, "source tokens per batch")
     p.add_argument("--max-lines", type=int, default=0, help="distil the first N lines only")
     p.add_argument("--mix", action="store_true", help="also write mix.*: original + distilled")
     p.add_argument(
@@ -80,10 +82,9 @@ def distill_main(argv: list[str] | None = None) -> int:
     from nmt.distill import DistillError, distill, load_distill_config, source_data
 
     flags = {
-        "beam_size": args.beam,
+        "decoding": {"beam_size": args.beam, "max_batch_tokens": args.batch_tokens},
         "workers": args.workers,
         "threads": args.threads,
-        "batch_tokens": args.batch_tokens,
         "max_lines": args.max_lines,
         "mix": args.mix,
         "shard": args.shard,

@@ -96,6 +96,7 @@ def from_dict(cls: type, values: Any, prefix: str = "") -> Any:
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if required and name not in values:
             raise ConfigError(f"{prefix}{name}: missing (required)")
+    values = {name: _section_defaults(fields[name], value) for name, value in values.items()}
     kwargs = {
         name: _coerce(hints[name], value, f"{prefix}{name}") for name, value in values.items()
     }
@@ -104,6 +105,19 @@ def from_dict(cls: type, values: Any, prefix: str = "") -> Any:
     except ConfigError as e:
         message = str(e)
         raise ConfigError(message if message.startswith(prefix) else prefix + message) from None
+
+
+def _section_defaults(f: dataclasses.Field, value: Any) -> Any:
+    """A section given in part starts from the section's own default (the default factory's
+    dataclass, e.g. the distillation's `Decoding` with 2,048-token batches), not from its
+    class's defaults."""
+    factory = f.default_factory
+    if not isinstance(value, dict) or factory is dataclasses.MISSING:
+        return value
+    default = factory()
+    if not dataclasses.is_dataclass(default):
+        return value
+    return {**dataclasses.asdict(default), **value}
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

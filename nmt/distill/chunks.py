@@ -71,7 +71,7 @@ def translation_job(
         "lines": lines,
         "chunk_lines": config.chunk_lines,
         "compute_type": config.compute_type,
-        **config.decoding(),
+        **config.decoding_options(),
     }
 
 
@@ -174,7 +174,7 @@ def _translate_chunks(
     config: DistillConfig,
 ) -> None:
     """Translate the chunks `todo` and write each one as it comes, logging the progress."""
-    options = config.decoding()
+    options = config.decoding_options()
     tasks = ((i, sources[slice(*parts.span(i))], options) for i in todo)
     start = time.perf_counter()
     lines_done = 0

@@ -5,7 +5,7 @@ outputs are dropped), loaded from YAML with overrides by `load_distill_config`; 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ from nmt.config import (
     load_yaml,
 )
 from nmt.data.datasets import DATASETS
-from nmt.decoding import Decoding, check_option, check_threads
-from nmt.search import SearchOptions
+from nmt.decoding import Decoding, check_threads
+
+BATCH_TOKENS = 2048  # the teacher's source tokens per batch, by default
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,9 @@ class FilterConfig:
 class DistillConfig:
     """How the teacher translates, in how many processes, and what is kept."""
 
-    beam_size: int = Decoding.beam_size
-    batch_tokens: int = 2048  # source tokens per batch
-    length_penalty: float = SearchOptions.length_penalty
-    max_len_a: float = SearchOptions.max_len_a
-    max_len_b: int = SearchOptions.max_len_b
+    # The teacher's decoding (nmt.decoding.Decoding: beam_size, max_batch_tokens,
+    # length_penalty, max_len_a, max_len_b, min_len), batches of BATCH_TOKENS by default.
+    decoding: Decoding = field(default_factory=lambda: Decoding(max_batch_tokens=BATCH_TOKENS))
     backend: str = "auto"  # a key of nmt.translate.BACKENDS, or recognised from the path
     device: str = "cpu"
     compute_type: str = "default"  # CTranslate2: as exported
@@ -81,8 +80,6 @@ class DistillConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
 
     def __post_init__(self) -> None:
-        for option, value in self.decoding().items():  # as nmt.decoding.Decoding checks them
-            check_option(option, value, "batch_tokens" if option == "max_batch_tokens" else option)
         check_threads(self.threads, "threads")
         for name in ("workers", "chunk_lines"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
@@ -101,15 +98,9 @@ class DistillConfig:
         k, n = self.shard.split("/")
         return int(k), int(n)
 
-    def decoding(self) -> dict[str, Any]:
+    def decoding_options(self) -> dict[str, Any]:
         """The options every chunk is translated with (part of the job's identity)."""
-        return {
-            "beam_size": self.beam_size,
-            "max_batch_tokens": self.batch_tokens,
-            "length_penalty": self.length_penalty,
-            "max_len_a": self.max_len_a,
-            "max_len_b": self.max_len_b,
-        }
+        return asdict(self.decoding)
 
 
 def load_distill_config(
@@ -119,7 +110,10 @@ def load_distill_config(
 ) -> DistillConfig:
     """A DistillConfig from YAML (or the defaults), then `values` (e.g. command-line flags),
     then ``key=value`` overrides (``filters.max_ratio=3``); errors name the key."""
-    raw = (load_yaml(path) if path else {}) | (values or {})
+    raw = load_yaml(path) if path else {}
+    for key, value in (values or {}).items():  # a flag replaces one key of a section
+        both = isinstance(value, dict) and isinstance(raw.get(key), dict)
+        raw[key] = raw[key] | value if both else value
     raw = apply_overrides(raw, list(overrides))
     try:
         return from_dict(DistillConfig, raw, "")

@@ -142,7 +142,7 @@ def provenance_record(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else None,
         "teacher": {**teacher, "backend": backend, "compute_type": config.compute_type},
-        "decoding": config.decoding(),
+        "decoding": config.decoding_options(),
         "workers": config.workers,
         "threads": config.threads,
         "source": {

@@ -220,7 +220,7 @@ def _stats(
             "compute_type": config.compute_type,
             "workers": config.workers,
             "threads": config.threads,
-            **config.decoding(),
+            **config.decoding_options(),
         },
         "examples": examples,
         "hardware": hardware(config.device),

@@ -188,3 +188,19 @@ def apply_freezing(model: Transformer, config: TrainConfig, step: int) -> None:
     frozen = config.freeze_steps == 0 or step < config.freeze_steps
     for p in frozen_parameters(model, config):
         p.requires_grad_(not frozen)
+
+
+def describe_start(c: TrainConfig) -> str:
+    """What a fine-tuning run takes from its parent and freezes, for its first log line:
+    "; from the parent's encoder layers [0, 1]; embeddings frozen for every update"."""
+    picked = [
+        f"{stack} layers {list(getattr(c, f'init_{stack}_layers'))}"
+        for stack in ("encoder", "decoder")
+        if getattr(c, f"init_{stack}_layers")
+    ]
+    note = f"; from the parent's {' and '.join(picked)}" if picked else ""
+    frozen = [n for n in ("embeddings", "encoder") if getattr(c, f"freeze_{n}")]
+    if not frozen:
+        return note
+    span = f"the first {c.freeze_steps} updates" if c.freeze_steps else "every update"
+    return f"{note}; {' and '.join(frozen)} frozen for {span}"

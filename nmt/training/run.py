@@ -39,8 +39,9 @@ def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             parent_checkpoint(config.train.init_from)
         if main:
             claim(config.run_dir, "nmt-train", inputs=_inputs(config), resumable=True).make()
-        with FolderLock(config.run_dir, "nmt-train") if main else contextlib.nullcontext():
-            return Trainer(config, resume=resume).run()
+        lock = FolderLock(config.run_dir, "nmt-train") if main else contextlib.nullcontext()
+        with lock, Trainer(config, resume=resume) as trainer:  # its train.log ends with it
+            return trainer.run()
 
 
 def _inputs(config: RunConfig) -> list[Path | str]:
