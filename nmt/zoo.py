@@ -11,12 +11,14 @@ measured (`ROOT/bench/results.jsonl`) and writes
 so that a reader can check every number without the weights. A model's "export" may also be
 a PyTorch weights folder, and a row may be an ensemble of such folders (`ZooModel.ensemble`:
 the teacher of issue 18). `write_release` copies one model's export into a release folder
-with a model card (README.md) built from its zoo row.
+with a model card (README.md) built from its zoo row; the card names the languages, the
+dataset and its licence from the corpus zoo.json records (`corpus`: a run's data config).
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,11 @@ from typing import Any
 
 from nmt import machine
 from nmt.bench.records import latest, read_records
+from nmt.config import DataConfig, from_dict
 from nmt.data.corpus import read_parallel
+from nmt.data.datasets import DATASETS
+from nmt.export.argos import LANGUAGE_NAMES
+from nmt.export.argos_card import DATA_LICENCES
 from nmt.fileio import atomic_write_bytes, atomic_write_text
 from nmt.outputs import claim, ensure_folder
 from nmt.scoring import score
@@ -32,6 +38,8 @@ from nmt.translate import load
 
 RELEASE = "nmt-release"  # the kind of output a release folder is (nmt.outputs)
 BEAMS = (1, 4)
+OWN_LICENCE = "see the data's own licence"  # the licence of data that is not registered
+EXAMPLE = "A man rides a bike down the street."  # for a zoo.json without its test set's example
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,14 @@ def write_zoo(
     ref: Path,
     out_dir: Path,
     bench_results: Path | None = None,
-    tgt_lang: str = "de",
+    data: DataConfig | None = None,
 ) -> dict[str, Any]:
-    """Translate, score, tabulate; returns what zoo.json holds."""
+    """Translate, score, tabulate; returns what zoo.json holds. `data` is the corpus the
+    models learnt from (the teacher's), whose target language names the translation files
+    and whose languages, dataset and licence the model cards give; default: the first
+    model's run config's."""
+    if data is None:
+        data = run_data(models[0].run_dir)
     sources, references = read_parallel(src, ref)
     records = _bench_records(bench_results)
     rows = []
@@ -65,7 +78,7 @@ def write_zoo(
         options = {"use_vmap": False} if translator.backend == "ctranslate2" else {}
         for beam in BEAMS:
             hyps = translator.translate(sources, beam_size=beam, **options)
-            path = out_dir / "translations" / f"{model.name}.beam{beam}.{tgt_lang}"
+            path = out_dir / "translations" / f"{model.name}.beam{beam}.{data.tgt_lang}"
             ensure_folder(path.parent)
             atomic_write_text(path, "".join(h + "\n" for h in hyps))
             row[f"beam{beam}"] = {**score(hyps, references).as_dict(), "file": str(path)}
@@ -79,7 +92,13 @@ def write_zoo(
         atomic_write_bytes(config, (model.run_dir / "config.yaml").read_bytes())
         rows.append(row)
     zoo = {
-        "test_set": {"src": str(src), "ref": str(ref), "sentences": len(sources)},
+        "test_set": {
+            "src": str(src),
+            "ref": str(ref),
+            "sentences": len(sources),
+            "example": sources[0] if sources else EXAMPLE,  # the model card's example
+        },
+        "corpus": corpus(data),
         "hardware": machine.hardware("cpu"),
         "versions": machine.versions(),
         "models": rows,
@@ -137,6 +156,45 @@ def _yaml(path: Path) -> dict[str, Any]:
     import yaml
 
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def run_data(run_dir: Path) -> DataConfig:
+    """The data section of the run config in `run_dir` (its config.yaml)."""
+    return from_dict(DataConfig, _yaml(run_dir / "config.yaml").get("data") or {}, "data.")
+
+
+def corpus(data: DataConfig) -> dict[str, str]:
+    """What a model card says of the data: both languages (by name, from the table of
+    nmt.export.argos, else by code), the dataset and its licence: a registered dataset's
+    (nmt.data.datasets, with the terms nmt.export.argos_card records for it), else the
+    training files' prefix and "see the data's own licence"."""
+    if data.dataset in DATASETS:
+        note = DATASETS[data.dataset].note
+        title, _, licence = DATA_LICENCES.get(data.dataset, (data.dataset, "", note))
+    else:
+        title, licence = data.prepared or str(Path(data.data_dir, data.train)), OWN_LICENCE
+    return {
+        "src_lang": data.src_lang,
+        "tgt_lang": data.tgt_lang,
+        "source": LANGUAGE_NAMES.get(data.src_lang, data.src_lang),
+        "target": LANGUAGE_NAMES.get(data.tgt_lang, data.tgt_lang),
+        "dataset": title,
+        "licence": licence,
+    }
+
+
+def _test_set_corpus(test_set: dict[str, Any]) -> dict[str, str]:
+    """The corpus of a zoo.json written before it recorded one: the test files' languages,
+    and their dataset when they are a registered dataset's files (DIR/NAME/FILE)."""
+    src, ref = Path(test_set["src"]), Path(test_set["ref"])
+    registered = [
+        key
+        for key, dataset in DATASETS.items()
+        if dataset.name == src.parent.name and src.name in {f.name for f in dataset.files}
+    ]
+    dataset = registered[0] if registered else ""
+    langs = {"src_lang": src.suffix[1:], "tgt_lang": ref.suffix[1:]}
+    return corpus(DataConfig(dataset=dataset, train=str(src.with_suffix("")), **langs))
 
 
 def _bench_records(path: Path | None) -> list[dict[str, Any]]:
@@ -276,20 +334,38 @@ def distillation_notes(stats: dict[str, Any], teacher: str, data: str) -> str:
 def model_card(
     zoo: dict[str, Any], row: dict[str, Any], teacher: dict[str, Any], out_dir: Path, notes: str
 ) -> str:
-    t, hw, v = row["training"], zoo["hardware"], zoo["versions"]
+    """A release's README.md: what the model translates and learnt from (the zoo's corpus:
+    languages, dataset, licence), its scores with their signatures, its speed, how to run
+    it and how it was made; `notes` are appended."""
     info = json.loads((Path(row["export"]) / "nmt_export.json").read_text(encoding="utf-8"))
-    greedy, beam4 = row["beam1"], row["beam4"]
-    rows = int(info["position_table_rows"])
-    speed = greedy.get("speed")
-    teacher_pt = teacher["beam4"].get("pytorch_speed")
     lines = [
-        f"# {out_dir.name}: English -> German, {row['layers']} layers, d_model {row['d_model']}",
+        *_card_summary(
+            row, teacher, zoo.get("corpus") or _test_set_corpus(zoo["test_set"]), out_dir
+        ),
+        *_card_scores(zoo, row, teacher),
+        *_card_speed(zoo, row, teacher),
+        *_card_use(zoo, out_dir, int(info["position_table_rows"])),
+        *_card_training(row, info),
+    ]
+    if notes:
+        lines += ["", notes]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _card_summary(
+    row: dict[str, Any], teacher: dict[str, Any], data: dict[str, str], out_dir: Path
+) -> list[str]:
+    """The title, what the model is and what it learnt from, and that data's licence."""
+    languages = f"{data['source']} -> {data['target']}"
+    return [
+        f"# {out_dir.name}: {languages}, {row['layers']} layers, d_model {row['d_model']}",
         "",
         f"A compact Transformer ({row['layers']} encoder-decoder layers, d_model {row['d_model']}, "
         f"FFN {row['ffn']}, {row['heads']} heads, {row['parameters']:,} parameters, "
         f"{row['parameters'] / teacher['parameters']:.2f}x the teacher's) exported to "
         f"CTranslate2 {row['quantization']} ({row['export_mb']:.1f} MB with its SentencePiece "
-        "model). Trained by nmt on Multi30k English->German image captions: "
+        f"model). Trained by nmt on {data['dataset']} ({languages}): "
         f"learnt from **{row['data']}** data"
         + (
             f" (the teacher `{teacher['name']}`'s beam-search translations of the training set)."
@@ -297,10 +373,21 @@ def model_card(
             else "."
         ),
         "",
+        "## Data and licence",
+        "",
+        f"- {data['dataset']}: {data['licence']}.",
+        "- The model weights are derived from this data: share and use them under its terms.",
+        "",
+    ]
+
+
+def _card_scores(zoo: dict[str, Any], row: dict[str, Any], teacher: dict[str, Any]) -> list[str]:
+    greedy, beam4 = row["beam1"], row["beam4"]
+    return [
         "## Scores",
         "",
         f"Test set `{zoo['test_set']['src']}` ({zoo['test_set']['sentences']} sentences), "
-        "this int8 export, one thread, no vocabulary map:",
+        f"this {row['quantization']} export, one thread, no vocabulary map:",
         "",
         "| decoding | BLEU | chrF2 |",
         "|---|---|---|",
@@ -311,30 +398,40 @@ def model_card(
         "",
         f"BLEU `{greedy['bleu_signature']}`; chrF `{greedy['chrf_signature']}`.",
         "",
-        "## Speed",
-        "",
     ]
-    if speed:
+
+
+def _card_speed(zoo: dict[str, Any], row: dict[str, Any], teacher: dict[str, Any]) -> list[str]:
+    speed = row["beam1"].get("speed")
+    teacher_pt = teacher["beam4"].get("pytorch_speed")
+    lines = ["## Speed", ""]
+    if not speed:
+        return [*lines, "Not measured."]
+    lines.append(
+        f"Greedy over {speed['sentences']} test sentences in batches of "
+        f"{speed['batch_size']}, {speed['threads']} thread, "
+        f"compute type {speed['compute_type']}"
+        f"{', vocabulary map on' if speed['use_vmap'] else ''}: "
+        f"{speed['tgt_tokens_per_s']:,.0f} target "
+        f"tokens/s ({speed['words_per_s']:,.0f} words/s; spread over the repeats "
+        f"{speed['spread']:.0%}) on {machine.describe_cpu(zoo['hardware'])}, "
+        f"CTranslate2 {zoo['versions'].get('ctranslate2')}."
+    )
+    if teacher_pt:
+        ratio = speed["tgt_tokens_per_s"] / teacher_pt["tgt_tokens_per_s"]
         lines.append(
-            f"Greedy over {speed['sentences']} test sentences in batches of "
-            f"{speed['batch_size']}, {speed['threads']} thread, "
-            f"compute type {speed['compute_type']}"
-            f"{', vocabulary map on' if speed['use_vmap'] else ''}: "
-            f"{speed['tgt_tokens_per_s']:,.0f} target "
-            f"tokens/s ({speed['words_per_s']:,.0f} words/s; spread over the repeats "
-            f"{speed['spread']:.0%}) on {machine.describe_cpu(hw)}, "
-            f"CTranslate2 {v.get('ctranslate2')}."
+            f"The teacher in PyTorch float32 (beam 4, same batch and threads, same "
+            f"benchmark run): {teacher_pt['tgt_tokens_per_s']:,.0f} target tokens/s, "
+            f"so this model is **{ratio:.1f}x** faster."
         )
-        if teacher_pt:
-            ratio = speed["tgt_tokens_per_s"] / teacher_pt["tgt_tokens_per_s"]
-            lines.append(
-                f"The teacher in PyTorch float32 (beam 4, same batch and threads, same "
-                f"benchmark run): {teacher_pt['tgt_tokens_per_s']:,.0f} target tokens/s, "
-                f"so this model is **{ratio:.1f}x** faster."
-            )
-    else:
-        lines.append("Not measured.")
-    lines += [
+    return lines
+
+
+def _card_use(zoo: dict[str, Any], out_dir: Path, rows: int) -> list[str]:
+    """How to run the release, with plain CTranslate2 and with nmt, on a test-set line;
+    `rows`: the export's position table."""
+    example = zoo["test_set"].get("example") or EXAMPLE
+    return [
         "",
         "## Use",
         "",
@@ -347,7 +444,7 @@ def model_card(
         "",
         f'sp = spm.SentencePieceProcessor(model_file="{out_dir}/spm.model")',
         f'translator = ctranslate2.Translator("{out_dir}", device="cpu", intra_threads=1)',
-        'pieces = sp.encode(["A man rides a bike down the street."], out_type=str)',
+        f"pieces = sp.encode([{json.dumps(example, ensure_ascii=False)}], out_type=str)",
         "results = translator.translate_batch(",
         f"    pieces, beam_size=1, max_decoding_length={min(rows - 1, 256)}",
         ")",
@@ -357,9 +454,15 @@ def model_card(
         "With nmt (same decoding rules as every nmt backend):",
         "",
         "```",
-        f"echo 'A man rides a bike down the street.' | nmt-translate -m {out_dir} --beam 1",
+        f"echo {shlex.quote(example)} | nmt-translate -m {out_dir} --beam 1",
         "```",
         "",
+    ]
+
+
+def _card_training(row: dict[str, Any], info: dict[str, Any]) -> list[str]:
+    t = row["training"]
+    return [
         "## Training",
         "",
         f"- {t['steps']} steps, {t['minutes']} min wall clock, {t['precision']}, "
@@ -369,7 +472,3 @@ def model_card(
         f"- Export: nmt {info.get('nmt_version')}, CTranslate2 {info.get('ctranslate2_version')}, "
         f"{info.get('quantization')}, from `{info.get('source_checkpoint')}`.",
     ]
-    if notes:
-        lines += ["", notes]
-    lines.append("")
-    return "\n".join(lines)

@@ -5,7 +5,7 @@
 # By default the model is runs/multi30k-small (nmt-train -c models/multi30k-small.yaml) and
 # the report goes to benchmarks/results/export-multi30k. Another run folder of the same
 # dataset: RUN=runs/... NAME=... OUT=benchmarks/results/... scripts/export_multi30k.sh; the
-# grid benchmarks/export-multi30k.yaml then measures RUN's exports (--set models[N].path=...).
+# grid benchmarks/experiments/export-multi30k.yaml then measures RUN's exports (--set models[N].path=...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${1:-${NMT_DATA_DIR:-../shared/data}}
@@ -20,7 +20,7 @@ mkdir -p exports "$OUT"
 [ -d "$E-ct2-int8" ] || python -m nmt export "$RUN" --int8 --vmap "$E.vmap" -o "$E-ct2-int8"
 [ -d "$E-onnx" ] || python -m nmt export "$RUN" --format onnx -o "$E-onnx"
 [ -d "$E-onnx-int8" ] || python -m nmt export "$RUN" --format onnx --int8 -o "$E-onnx-int8"
-GRID=benchmarks/export-multi30k.yaml
+GRID=benchmarks/experiments/export-multi30k.yaml
 # The grid's models, in order: pytorch, ct2, ct2-int8, ct2-int8-x2, onnx, onnx-int8.
 SETS=()
 if [ "$RUN" != runs/multi30k-small ] || [ "$NAME" != multi30k-small ]; then

@@ -4,7 +4,7 @@
 # learnt from the original data for the same number of updates (1,449, the released
 # student's count). Trains (or resumes) that baseline, exports it (CTranslate2 float32,
 # int8 + vmap, ONNX int8), scores both students on the whole test set (greedy, beam 4, one
-# thread, no vmap) and benchmarks them (benchmarks/multi30k-3h-students.yaml).
+# thread, no vmap) and benchmarks them (benchmarks/experiments/multi30k-3h-students.yaml).
 # Usage: scripts/multi30k_3h_students.sh [DATA_DIR]   (default: $NMT_DATA_DIR or ../shared/data)
 # About 95 minutes of training on 2 AVX2 cores in float32 (~25 with bf16), 15 for the rest.
 set -euo pipefail
@@ -57,4 +57,4 @@ score "$EXPORTS/student-6-1-original-int8" "$RESULTS/student-6-1-original/ct2-in
 python benchmarks/report_run.py "$RUN" --data-dir "$DATA_DIR" --threads 1 \
     --name multi30k-3h/student-6-1-original >/dev/null
 
-python -m nmt bench --config benchmarks/multi30k-3h-students.yaml --data-dir "$DATA_DIR"
+python -m nmt bench --config benchmarks/experiments/multi30k-3h-students.yaml --data-dir "$DATA_DIR"

@@ -4,7 +4,7 @@
 # fine-tuned on its output (models/multi30k-tiny-distilled.yaml), exported to CTranslate2
 # int8 and scored on test_2016_flickr (greedy and beam 4, 1 thread); then one nmt-bench run
 # measures the ensemble, the members and the student side by side
-# (benchmarks/multi30k-tiny.yaml), and the zoo table of them all (scripts/tiny_zoo.py; with
+# (benchmarks/experiments/multi30k-tiny.yaml), and the zoo table of them all (scripts/tiny_zoo.py; with
 # --release NOTES.md it also replaces models/release/). Every step resumes or skips what is done.
 #
 #   scripts/tiny_release.sh [STAGE ...]   # distil train export score bench zoo (default all)
@@ -43,7 +43,7 @@ if [[ $stages == *" score "* ]]; then
 fi
 if [[ $stages == *" bench "* ]]; then
     say "bench: ensemble, members and student in one run (nothing else may run meanwhile)"
-    nmt-bench --config benchmarks/multi30k-tiny.yaml --data-dir "$data"
+    nmt-bench --config benchmarks/experiments/multi30k-tiny.yaml --data-dir "$data"
 fi
 if [[ $stages == *" zoo "* ]]; then
     say "zoo: every model's test translations, scores and speeds in one table"

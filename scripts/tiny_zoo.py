@@ -1,7 +1,7 @@
 """The zoo table of issue 18, and the release: the ensemble teachers (models/multi30k-tiny/s1 +
 s2 + s3, and s1 + s2, PyTorch), each member (PyTorch and s1 as CTranslate2 int8) and the
 student distilled from the ensemble s1 + s2 + s3 (CTranslate2 int8), on Multi30k test_2016_flickr,
-with the speeds of `nmt-bench --config benchmarks/multi30k-tiny.yaml` (run by
+with the speeds of `nmt-bench --config benchmarks/experiments/multi30k-tiny.yaml` (run by
 scripts/tiny_release.sh first).
 
     python scripts/tiny_zoo.py [--data-dir ../shared/data]   # writes RESULTS/zoo/

@@ -257,11 +257,14 @@ def test_grid_model_errors_name_the_key(tmp_path, fake_models, model, key):
         expand_cells(load_bench_config(path))
 
 
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
 @pytest.mark.parametrize(
-    "name", sorted(p.name for p in (Path(__file__).parents[1] / "benchmarks").glob("*.yaml"))
+    "name", sorted(str(p.relative_to(BENCHMARKS)) for p in BENCHMARKS.glob("**/*.yaml"))
 )
 def test_example_grids_load(name):
-    config = load_bench_config(Path(__file__).parents[1] / "benchmarks" / name)
+    config = load_bench_config(BENCHMARKS / name)
     assert config.repeats >= MIN_REPEATS and config.models and config.test_sets
 
 
@@ -436,11 +439,13 @@ def test_report_names_wide_cells_and_their_stolen_time(tmp_path):
 
 
 def test_export_targets_marks_met_and_missed(tmp_path):
-    """benchmarks/export_targets.py, run as users run it, on a results file."""
+    """benchmarks/experiments/export_targets.py, run as users run it, on a results file."""
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "export_targets.py"
+    script = (
+        Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "export_targets.py"
+    )
 
     def record(model, wps, bleu, beam, vmap=False, backend="ctranslate2"):
         r = fake_record(model, bleu=bleu, wps=wps, rss=100, backend=backend, beam_size=beam)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from nmt.bench.grid import expand_cells, load_bench_config
 from nmt.checkpoint import load_checkpoint
 from nmt.cli import pipeline_main
 from nmt.config import ConfigError, load_run_config
@@ -69,8 +70,8 @@ def test_pipelines_load(path, monkeypatch):
 def test_pipeline_errors_name_the_key(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     path = REPO / "pipelines" / "quickstart.yaml"
-    with pytest.raises(ConfigError, match=r"distill\.beam_size"):
-        load_pipeline_config(path, ["distill.beam_size=0"])
+    with pytest.raises(ConfigError, match=r"distill\.decoding\.beam_size"):
+        load_pipeline_config(path, ["distill.decoding.beam_size=0"])
     (tmp_path / "mix.yaml").write_text(
         path.read_text().replace("data: distilled ", "data: mix ")  # without distill.mix
     )
@@ -137,7 +138,7 @@ def tiny_pipeline(root: Path, bench: bool) -> Path:
         "root": str(root / "out"),
         "teacher": {"name": "teacher", "config": str(root / "teacher.yaml")},
         "teacher_export": "float32",
-        "distill": {"beam_size": 2, "chunk_lines": 20, "batch_tokens": 64},
+        "distill": {"decoding": {"beam_size": 2, "max_batch_tokens": 64}, "chunk_lines": 20},
         "students": [{"name": "student", "config": str(root / "student.yaml")}],
         "export": {
             "quantization": "int8",
@@ -197,6 +198,23 @@ def test_pipeline_end_to_end_then_skips_everything(tmp_path, monkeypatch):
     assert measured == ["student-float32", "student-int8", "student-onnx-int8", "teacher-int8"]
     assert {r["status"] for r in records} == {"ok"}
     assert (out / "bench" / "report.md").is_file()
+    rerun = expand_cells(load_bench_config(out / "bench" / "grid.yaml"))  # nmt-bench --config
+    assert sorted(c.spec_hash for c in rerun) == sorted(r["spec_hash"] for r in records)
+    layout = config.layout  # names every output
+    for path in (
+        layout.teacher_tokenizer,
+        layout.distill_export / "model.bin",
+        layout.distill_stats,
+        layout.export("student") / "nmt_export.json",
+        layout.extra_export("student", "onnx", "int8"),
+        layout.bench_grid,
+        layout.bench_results,
+        layout.zoo_json,
+        layout.zoo_table,
+        layout.marker("student"),
+        layout.record,
+    ):
+        assert path.exists() and path.is_relative_to(out), path
 
     zoo = json.loads((out / "zoo" / "zoo.json").read_text())
     assert [m["name"] for m in zoo["models"]] == ["teacher", "student"]
@@ -274,7 +292,7 @@ def test_interrupted_pipeline_resumes_at_the_next_stage(tmp_path, monkeypatch):
     assert result.ran == ["distill", "student", "export", "zoo", "release"]
     assert trained == ["student"]
 
-    changed = load_pipeline_config(tmp_path / "pipeline.yaml", ["distill.beam_size=1"])
+    changed = load_pipeline_config(tmp_path / "pipeline.yaml", ["distill.decoding.beam_size=1"])
     with pytest.raises(PipelineError, match=r"distill\.json.*beam_size"):
         run_pipeline(changed)
 
@@ -323,7 +341,7 @@ def test_one_pipeline_at_a_time_per_root(tmp_path):
 
 
 def test_a_setting_added_later_keeps_an_older_stage_done_while_at_its_default():
-    from nmt.pipeline import _changes
+    from nmt.pipeline.runner import _changes
 
     defaults = {"beam_size": 4, "filters": {"max_ratio": 3.0, "max_top_share": 0.05}}
     old = {"beam_size": 4, "filters": {"max_ratio": 2.5}}  # written before max_top_share
@@ -333,6 +351,22 @@ def test_a_setting_added_later_keeps_an_older_stage_done_while_at_its_default():
     assert _changes(old, now, defaults) == ["filters.max_top_share"]
     now["beam_size"] = 1
     assert _changes(old, now, defaults) == ["beam_size", "filters.max_top_share"]
+
+
+def test_stage_specs_are_what_their_markers_read_back(monkeypatch):
+    """`plain` gives a stage's spec as JSON reads it back from the marker, as the
+    `json.loads(json.dumps(asdict(...)))` it replaced did."""
+    import dataclasses
+
+    from nmt.pipeline.config import plain
+    from nmt.pipeline.runner import plan
+
+    monkeypatch.chdir(REPO)
+    config = load_pipeline_config(REPO / "pipelines" / "quickstart.yaml")
+    assert plain(config) == json.loads(json.dumps(dataclasses.asdict(config)))
+    for stage in plan(config):
+        assert json.loads(json.dumps(stage.spec)) == stage.spec, stage.name
+        assert json.loads(json.dumps(stage.defaults)) == stage.defaults, stage.name
 
 
 def test_a_finetune_stage_starts_from_its_parent_and_joins_the_comparison(tmp_path):
@@ -446,7 +480,7 @@ def test_an_adopted_teacher_is_not_trained_and_is_judged_like_a_trained_one(
 
 def test_the_estimate_probes_the_stages_left(tmp_path, capsys, toy_teacher):
     pytest.importorskip("ctranslate2")
-    from nmt.estimate import estimate_pipeline, report
+    from nmt.pipeline.estimate import estimate_pipeline, report
 
     path = tiny_pipeline(tmp_path, bench=True)
     fresh = estimate_pipeline(load_pipeline_config(path))
@@ -469,7 +503,7 @@ def test_the_training_probe_runs_as_the_run_trains(tmp_path, monkeypatch):
     """The probe times updates under the run's autocast precision (bf16 here), not float32."""
     import torch
 
-    from nmt.estimate import probe_updates
+    from nmt.training.probe import probe_updates
 
     tiny_pipeline(tmp_path, bench=False)
     entered = []

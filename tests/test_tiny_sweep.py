@@ -1,4 +1,4 @@
-"""benchmarks/tiny_sweep.py: dev curves of run evidence folders, side by side."""
+"""benchmarks/experiments/tiny_sweep.py: dev curves of run evidence folders, side by side."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tiny_sweep.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "experiments" / "tiny_sweep.py"
 SIGNATURE = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 
 

@@ -36,8 +36,7 @@ from nmt.config import (
     load_yaml,
 )
 from nmt.data.datasets import DATASETS, get_file
-from nmt.decoding import check_option, check_threads
-from nmt.search import SearchOptions
+from nmt.decoding import Decoding, check_threads
 from nmt.translate import BACKENDS
 
 log = logging.getLogger(__name__)
@@ -153,20 +152,13 @@ class Grid:
             check(all(v >= 1 for v in getattr(self, name)), name, "values must be >= 1")
 
 
-@dataclass(frozen=True)
-class Decoding:
-    """Decoding settings shared by every cell (defaults: `nmt.search.SearchOptions`)."""
+BENCH_BATCH_TOKENS = 1_000_000  # so that each batch of `batch_size` sentences is one batch
 
-    length_penalty: float = SearchOptions.length_penalty
-    max_len_a: float = SearchOptions.max_len_a
-    max_len_b: int = SearchOptions.max_len_b
-    min_len: int = SearchOptions.min_len
-    # Large, so that each batch of `batch_size` sentences is translated as one batch.
-    max_batch_tokens: int = 1_000_000
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):  # as nmt.decoding.Decoding checks them
-            check_option(f.name, getattr(self, f.name))
+def bench_decoding() -> Decoding:
+    """The grid's `decoding:` defaults: `nmt.decoding.Decoding`'s, with batches bounded by
+    the grid's `batch_sizes` (sentences) rather than tokens; the beam is each cell's."""
+    return Decoding(beam_size=1, max_batch_tokens=BENCH_BATCH_TOKENS)
 
 
 @dataclass(frozen=True)
@@ -179,7 +171,7 @@ class BenchConfig:
     output_dir: str = ""  # default: benchmarks/results/<name>
     data_dir: str = ""  # test-set files (else $NMT_DATA_DIR, else the download cache)
     grid: Grid = field(default_factory=Grid)
-    decoding: Decoding = field(default_factory=Decoding)
+    decoding: Decoding = field(default_factory=bench_decoding)  # every cell's; beams: grid
     repeats: int = MIN_REPEATS  # timed passes over the test set
     warmup_batches: int = 2  # untimed batches translated first
     # A timed pass translates the test set as many times as it takes to last this long
@@ -192,6 +184,11 @@ class BenchConfig:
     time_budget_minutes: float = 0.0  # stop starting cells after this long (0: no limit)
 
     def __post_init__(self) -> None:
+        check(
+            self.decoding.beam_size == 1,
+            "decoding.beam_size",
+            "the beams are the grid's (grid.beam_sizes)",
+        )
         check_name(self.name, "name")
         check(len(self.models) > 0, "models", "must list at least one model")
         check(len(self.test_sets) > 0, "test_sets", "must list at least one test set")
@@ -263,7 +260,9 @@ class Cell:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        spec = dataclasses.asdict(self)
+        del spec["decoding"]["beam_size"]  # the cell's own `beam_size` (and hash) says it
+        return spec
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Cell:
@@ -294,14 +293,19 @@ def bench_config(
     """
     raw = apply_overrides(raw, list(overrides))
     try:
-        config = from_dict(BenchConfig, raw, "")
-        check(
-            config.repeats >= min_repeats,
-            "repeats",
-            f"must be >= {min_repeats} (the spread across repeats is part of every result)",
-        )
+        return check_repeats(from_dict(BenchConfig, raw, ""), min_repeats)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
+def check_repeats(config: BenchConfig, min_repeats: int = MIN_REPEATS) -> BenchConfig:
+    """`config`, if it has the `min_repeats` timed passes per cell a real benchmark needs
+    (for a grid a program built as a `BenchConfig`, as `bench_config` checks a mapping)."""
+    check(
+        config.repeats >= min_repeats,
+        "repeats",
+        f"must be >= {min_repeats} (the spread across repeats is part of every result)",
+    )
     return config
 
 

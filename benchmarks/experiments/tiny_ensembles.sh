@@ -4,9 +4,9 @@
 # 1 thread: the translations and scores.json (with sacrebleu signatures) go to
 # benchmarks/results/multi30k-tiny/MEMBER/test.* or .../ensemble/A+B.*.
 #
-#   benchmarks/tiny_ensembles.sh [MEMBER | A+B[+C...] ...]   # default: s1+s2+s3
+#   benchmarks/experiments/tiny_ensembles.sh [MEMBER | A+B[+C...] ...]   # default: s1+s2+s3
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=benchmarks/results/multi30k-tiny
 M=models/multi30k-tiny
 

@@ -5,9 +5,9 @@
 # Needs the run folders (runs/tiny-sN with checkpoints/step_8100..9000.pt; they are not in
 # git). Writes DEST/sN.lastK.val.beam4.scores.json and DEST/summary.md.
 #
-#   benchmarks/tiny_averaging.sh [DEST] [MEMBER ...]   # default: RESULTS/averaging s1 s2 s3
+#   benchmarks/experiments/tiny_averaging.sh [DEST] [MEMBER ...]   # default: RESULTS/averaging s1 s2 s3
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dest=${1:-benchmarks/results/multi30k-tiny/averaging}
 shift || true
 members=("$@")

@@ -1,8 +1,9 @@
 """The export issue's four targets, read from a results.jsonl of the export grid.
 
-    python benchmarks/export_targets.py benchmarks/results/export-multi30k-avx2/results.jsonl
+    python benchmarks/experiments/export_targets.py \
+        benchmarks/results/export-multi30k-avx2/results.jsonl
 
-The grid is `benchmarks/export-multi30k.yaml` (or the copy `scripts/export_multi30k.sh`
+The grid is `benchmarks/experiments/export-multi30k.yaml` (or the copy `scripts/export_multi30k.sh`
 writes for another run): models named pytorch, ct2, ct2-int8, ct2-int8-x2, onnx, onnx-int8.
 Prints markdown tables: CTranslate2 int8 against PyTorch float32 words/s (target >= 4x),
 int8 BLEU against float32 (within 0.3), int8 model files against float32 (<= 30%), int8 +

@@ -7,9 +7,9 @@
 # encoder shape, one decoder layer) trained on the distilled corpus by 2 DDP processes for
 # STEPS updates of 2 x 2,048 tokens; its int8 export; greedy and beam 4 test scores.
 #
-#   benchmarks/quickstart_trial.sh [WORK] [STEPS]   # default /tmp/quickstart-trial 1600
+#   benchmarks/experiments/quickstart_trial.sh [WORK] [STEPS]   # default /tmp/quickstart-trial 1600
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 W=${1:-/tmp/quickstart-trial}
 STEPS=${2:-1600}
 DATA=${NMT_DATA_DIR:-../shared/data}

@@ -1,6 +1,6 @@
 """The released student through Argos Translate (offline) and through nmt-translate, scored.
 
-    python benchmarks/argos_release.py --data-dir ../shared/data
+    python benchmarks/experiments/argos_release.py --data-dir ../shared/data
 
 Packages `models/release/multi30k-en-de-student` (`nmt-export --format argos`), installs it
 into a temporary Argos home and translates test_2016_flickr.en line by line with
@@ -30,7 +30,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "release" / "multi30k-en-de-student"
 TEST = "test_2016_flickr"
 VERSIONS = ("nmt", "argostranslate", "ctranslate2", "sentencepiece", "minisbd", "sacrebleu")
@@ -45,7 +45,7 @@ def refuse_network() -> None:
     """Fail any connection or name lookup outside loopback, in this process."""
 
     def refuse(*args, **kwargs):
-        raise OSError("network disabled by benchmarks/argos_release.py")
+        raise OSError("network disabled by benchmarks/experiments/argos_release.py")
 
     real_connect = socket.socket.connect
 

@@ -1,6 +1,6 @@
 """Side by side dev curves of committed training runs: the recipe sweep's table and plot.
 
-    python benchmarks/tiny_sweep.py --out benchmarks/results/multi30k-tiny/sweep \\
+    python benchmarks/experiments/tiny_sweep.py --out benchmarks/results/multi30k-tiny/sweep \\
         s1=benchmarks/results/multi30k-tiny/s1 \\
         dropout0.2=benchmarks/results/multi30k-tiny/s1-dropout0.2
 
@@ -110,8 +110,8 @@ def main() -> None:
     text = (
         "# Recipe sweep: dev curves side by side\n\n"
         "Multi30k val (1,014 sentences), greedy, as each run logged it during training "
-        "(`benchmarks/tiny_sweep.py`). Averaged: the average of the last 10 checkpoints "
-        "(100 updates apart) at that update. BLEU "
+        "(`benchmarks/experiments/tiny_sweep.py`). Averaged: the average of the last 10 "
+        "checkpoints (100 updates apart) at that update. BLEU "
         + ", ".join(f"`{s}`" for s in sorted(signatures))
         + ".\n\n"
         + table(runs)

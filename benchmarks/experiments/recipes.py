@@ -1,7 +1,7 @@
 """Training recipes measured over seeds: fine-tuning to a new domain, scheduled sampling.
 
-    python benchmarks/recipes.py finetune --data-dir ../shared/data
-    python benchmarks/recipes.py scheduled-sampling --data-dir ../shared/data
+    python benchmarks/experiments/recipes.py finetune --data-dir ../shared/data
+    python benchmarks/experiments/recipes.py scheduled-sampling --data-dir ../shared/data
 
 `finetune`: the committed Multi30k model models/multi30k-tiny/s1 fine-tuned on Tatoeba with
 models/finetune-tatoeba.yaml, over seeds, with three recipes at one budget of updates:
@@ -37,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from nmt.machine import describe_cpu, hardware  # noqa: E402

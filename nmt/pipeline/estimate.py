@@ -27,19 +27,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import torch
-
-from nmt.config import RunConfig, replace
-
-if TYPE_CHECKING:
-    from nmt.pipeline import PipelineConfig
+from nmt.config import RunConfig
+from nmt.pipeline.config import (
+    PipelineConfig,
+    finetune_run_config,
+    student_run_config,
+    teacher_run_config,
+)
+from nmt.training.probe import probe_updates  # the trainer's own update, timed
 
 log = logging.getLogger(__name__)
 
-PROBE_UPDATES = 3  # timed, after one warm-up update
-PROBE_LENGTH = 24  # tokens a side in the probe's batches: a Multi30k caption is ~16-24 pieces
 PROBE_LINES = 100  # training sources the distillation probe translates
 CELL_OVERHEAD_S = 5.0  # a benchmark cell's process start, model load and latency pass
 
@@ -57,12 +56,10 @@ class StageEstimate:
 
 def estimate_pipeline(c: PipelineConfig) -> list[StageEstimate]:
     """An estimate for each stage of `c` that has no completion marker yet."""
-    from nmt.pipeline import finetune_run_config, student_run_config, teacher_run_config
-
-    root = Path(c.root)
+    layout = c.layout
 
     def done(stage: str) -> bool:
-        return (root / "stages" / f"{stage}.json").is_file()
+        return layout.marker(stage).is_file()
 
     teacher = teacher_run_config(c)
     estimates = []
@@ -109,50 +106,6 @@ def training(name: str, run: RunConfig, nproc: int) -> StageEstimate:
     return StageEstimate(name, seconds, how)
 
 
-def probe_updates(run: RunConfig) -> float:
-    """Seconds per optimizer update of one batch for the run's model, batch size, threads,
-    device and precision (autocast as the trainer does), on random ids (restores the
-    caller's thread count)."""
-    import contextlib
-
-    from nmt.model import Transformer
-    from nmt.training.optim import make_optimizer, pick_device, pick_precision
-    from nmt.training.validation import label_smoothed_loss
-
-    threads = torch.get_num_threads()
-    try:
-        if run.train.threads > 0:
-            torch.set_num_threads(run.train.threads)
-        torch.manual_seed(0)
-        vocab = run.tokenizer.vocab_size
-        device = pick_device(run.train.device)
-        dtype = pick_precision(run.train.precision, device)
-        model = Transformer(replace(run.model, vocab_size=vocab)).to(device)
-        model.train()
-        optimizer = make_optimizer(model, run.train)
-        rows = max(1, run.train.batch_tokens // PROBE_LENGTH)
-        src = torch.randint(4, vocab, (rows, PROBE_LENGTH), device=device)
-        tgt = torch.randint(4, vocab, (rows, PROBE_LENGTH + 1), device=device)
-        timings = []
-        for _ in range(PROBE_UPDATES + 1):
-            start = time.perf_counter()
-            autocast = (
-                torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-            )
-            with autocast:
-                logits = model(src, tgt[:, :-1])
-            loss, _, ntok = label_smoothed_loss(logits, tgt[:, 1:], run.train.label_smoothing)
-            (loss / ntok).backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            timings.append(time.perf_counter() - start)
-        return sorted(timings[1:])[len(timings[1:]) // 2]  # the median after the warm-up
-    finally:
-        torch.set_num_threads(threads)
-
-
 def distillation(c: PipelineConfig, teacher: RunConfig, model: str) -> StageEstimate:
     """The corpus' lines at the probed lines per second of one worker, over the workers."""
     from nmt.data.corpus import read_lines
@@ -166,9 +119,9 @@ def distillation(c: PipelineConfig, teacher: RunConfig, model: str) -> StageEsti
     with tempfile.TemporaryDirectory(prefix="nmt-probe-") as tmp:
         translator = _distill_translator(model, c.teacher_export, Path(tmp), d.threads)
         probe = sources[:PROBE_LINES]
-        translator.translate(probe[:8], beam_size=d.beam_size)  # warm-up
+        translator.translate(probe[:8], d.decoding)  # warm-up
         start = time.perf_counter()
-        translator.translate(probe, beam_size=d.beam_size, max_batch_tokens=d.batch_tokens)
+        translator.translate(probe, d.decoding)
         per_line = (time.perf_counter() - start) / len(probe)
     workers = max(1, d.workers)
     how = f"{lines:,} lines x {per_line * 1000:.1f} ms probed / {workers} workers"
