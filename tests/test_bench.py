@@ -261,7 +261,11 @@ BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize(
-    "name", sorted(str(p.relative_to(BENCHMARKS)) for p in BENCHMARKS.glob("**/*.yaml"))
+    "name",
+    sorted(
+        str(p.relative_to(BENCHMARKS))
+        for p in [*BENCHMARKS.glob("*.yaml"), *BENCHMARKS.glob("experiments/*.yaml")]
+    ),
 )
 def test_example_grids_load(name):
     config = load_bench_config(BENCHMARKS / name)

@@ -135,6 +135,7 @@ def test_pipeline_and_grid_take_list_overrides(monkeypatch):
     )
     assert pipeline.students[0].set == ("train.max_steps=3",)
     grid = load_bench_config(
-        repo / "benchmarks" / "export-multi30k.yaml", ["models[1].path=exports/other-ct2"]
+        repo / "benchmarks" / "experiments" / "export-multi30k.yaml",
+        ["models[1].path=exports/other-ct2"],
     )
     assert grid.models[1].path == "exports/other-ct2" and grid.models[0].path != grid.models[1].path

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,16 +169,13 @@ def export_stage(
 ) -> dict[str, Any]:
     """Export each model; a vocabulary map from its training corpus when nmt.vmap exists;
     the extra exports (`e.student_extras`) of the `students`."""
-    builder = _vmap_builder() if e.vmap else None
-    if e.vmap and builder is None:
-        log.warning("nmt.vmap is not available: exporting without vocabulary maps")
     exports = {}
     for name, run in models.items():
         out = layout.export(name)
         vmap = None
-        if builder is not None and not out.exists():
+        if e.vmap and not out.exists():
             vmap = layout.vmap(name)
-            builder(run, vmap)
+            _build_vmap(run, vmap)
         exports[name] = str(_export_once(Path(run.run_dir), out, e.quantization, vmap))
         if name in students:
             for extra in e.student_extras:
@@ -202,23 +199,14 @@ def _export_once(
     return export(run_dir, out, format=fmt, quantization=quantization, vmap=vmap)
 
 
-def _vmap_builder() -> Callable[[RunConfig, Path], None] | None:
-    """Build-and-write function over a run's training corpus, or None without nmt.vmap."""
-    try:
-        from nmt import vmap
-    except ImportError:
-        return None
-    if not all(hasattr(vmap, n) for n in ("build_vmap_from_files", "write_vmap")):
-        return None
+def _build_vmap(run: RunConfig, path: Path) -> None:
+    """The vocabulary map of `run`'s training corpus, written to `path`."""
+    from nmt.tokenizer import Tokenizer
+    from nmt.vmap import build_vmap_from_files, write_vmap
 
-    def build(run: RunConfig, path: Path) -> None:
-        from nmt.tokenizer import Tokenizer
-
-        tokenizer = Tokenizer.from_file(Path(run.run_dir) / "spm.model")
-        src, tgt = split_paths(run.data, run.data.train)
-        vmap.write_vmap(vmap.build_vmap_from_files(src, tgt, tokenizer), path, force=True)
-
-    return build
+    tokenizer = Tokenizer.from_file(Path(run.run_dir) / "spm.model")
+    src, tgt = split_paths(run.data, run.data.train)
+    write_vmap(build_vmap_from_files(src, tgt, tokenizer), path, force=True)
 
 
 # --- benchmark -----------------------------------------------------------------------------
