@@ -164,6 +164,16 @@ def memory_gib() -> float | None:
     return None
 
 
+def allocator() -> str:
+    """The memory allocator this process runs under: the one preloaded (nmt-train preloads
+    TCMalloc when installed: nmt.allocator), else glibc's malloc."""
+    preload = os.environ.get("LD_PRELOAD", "")
+    for name in ("tcmalloc", "jemalloc", "mimalloc"):
+        if name in preload:
+            return name
+    return "glibc malloc"
+
+
 def hardware(device: str) -> dict[str, Any]:
     """CPU model, its speed-deciding instruction sets, CPU counts, memory, OS and, on CUDA,
     the GPU."""
@@ -175,6 +185,7 @@ def hardware(device: str) -> dict[str, Any]:
         "memory_gib": memory_gib(),
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "allocator": allocator(),
     }
     if device == "cuda":
         import torch

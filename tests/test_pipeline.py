@@ -393,12 +393,15 @@ def test_a_finetune_stage_starts_from_its_parent_and_joins_the_comparison(tmp_pa
     assert result.results["release"]["model"] == "student"  # only students are released
 
 
-def test_training_stages_in_several_processes(tmp_path):
-    """`nproc: 2`: the teacher trains under torchrun (DDP, gloo), its summary says so, and
-    the launch config beside the run folder repeats it by hand."""
+def test_training_stages_in_several_processes(tmp_path, capfd):
+    """`nproc: 2`: the teacher trains under torchrun (DDP, gloo), its summary says so, the
+    launch config beside the run folder repeats it by hand, and rank 0's progress (step of
+    max, loss, tokens/s, ETA) reaches this console while it trains, not only the log."""
     config = load_pipeline_config(tiny_pipeline(tmp_path, bench=False), ["nproc=2"])
     result = run_pipeline(config, until="teacher")
     assert result.ran == ["teacher"]
+    progress = [line for line in capfd.readouterr().err.splitlines() if "| ETA " in line]
+    assert progress and all("/150 |" in line for line in progress), progress[:3]
     out = Path(config.root)
     summary = json.loads((out / "teacher" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 150

@@ -286,3 +286,18 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     }
     assert readme_commands == ["python -m pytest -q"], readme_commands
     assert readme_commands[0] in ci_lines, ".ci/run does not run the README's test command"
+
+
+def test_readme_set_up_is_what_ci_runs() -> None:
+    """The quick start's set-up line and CI's are the same script, so a green CI means a
+    newcomer's set-up passes (nothing installed by CI alone)."""
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    setup = "scripts/setup.sh"
+    assert f"source .venv/bin/activate && {setup}" in readme
+    commands = [
+        line.strip() for line in ci.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    assert setup in commands
+    installs = [c for c in commands if "pip install" in c or "apt-get" in c]
+    assert not installs, f".ci/run installs beyond the README's set-up: {installs}"

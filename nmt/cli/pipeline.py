@@ -54,6 +54,7 @@ def pipeline_main(argv: list[str] | None = None) -> int:
         run_pipeline,
         stage_status,
     )
+    from nmt.pipeline.estimate import busy_cpus
     from nmt.training.stopping import TrainingStopped
 
     try:
@@ -63,7 +64,8 @@ def pipeline_main(argv: list[str] | None = None) -> int:
                 print(f"{'done' if done else 'to do'}\t{name}")
             return 0
         if args.estimate:
-            print(report(estimate_pipeline(config)))
+            load = busy_cpus()
+            print(report(estimate_pipeline(config), load))
             return 0
         result = run_pipeline(config, until=args.until)
     except (*user_errors(), PipelineError, DistillError, ExportError) as e:

@@ -23,6 +23,7 @@ estimated.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from nmt.training.probe import probe_updates  # the trainer's own update, timed
 
 log = logging.getLogger(__name__)
 
+BUSY_LOAD = 0.5  # a load average above this before probing: other work shares the CPUs
 PROBE_LINES = 100  # training sources the distillation probe translates
 CELL_OVERHEAD_S = 5.0  # a benchmark cell's process start, model load and latency pass
 
@@ -76,8 +78,10 @@ def estimate_pipeline(c: PipelineConfig) -> list[StageEstimate]:
     return estimates
 
 
-def report(estimates: list[StageEstimate]) -> str:
-    """The estimate as lines to print: each stage, then the total of those known."""
+def report(estimates: list[StageEstimate], load: float | None = None) -> str:
+    """The estimate as lines to print: each stage, then the total of those known; with the
+    1-minute load average measured before the probes (`busy_cpus`), a warning that other work
+    shared the CPUs and the estimate is pessimistic."""
     if not estimates:
         return "estimated duration: nothing left to estimate (the probed stages are done)"
     known = [e.seconds for e in estimates if e.seconds is not None]
@@ -85,7 +89,22 @@ def report(estimates: list[StageEstimate]) -> str:
     total = f"estimated duration: ~{_minutes(sum(known))}"
     if len(known) < len(estimates):
         total += " + the stages not known yet"
+    if load is not None and load >= BUSY_LOAD:
+        lines.append(
+            f"  (probed while other work used the CPUs: load average {load:.1f} on "
+            f"{os.cpu_count()} CPUs; the estimate is pessimistic)"
+        )
     return "\n".join([total + " (exports and the zoo not counted)", *lines])
+
+
+def busy_cpus() -> float | None:
+    """The 1-minute load average before the probes when it says other work is running
+    (>= BUSY_LOAD), else None: a probe on shared CPUs measures a slower machine."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    return load if load >= BUSY_LOAD else None
 
 
 def training(name: str, run: RunConfig, nproc: int) -> StageEstimate:

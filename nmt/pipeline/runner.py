@@ -31,7 +31,7 @@ from nmt.pipeline.config import (
     student_run_config,
     teacher_run_config,
 )
-from nmt.pipeline.estimate import estimate_pipeline, report
+from nmt.pipeline.estimate import busy_cpus, estimate_pipeline, report
 from nmt.pipeline.layout import Layout
 from nmt.pipeline.stages import (
     PipelineError,
@@ -135,11 +135,11 @@ def run_pipeline(
 
 def _log_estimate(config: PipelineConfig) -> None:
     """Log how long the stages not done yet will take here (`nmt.pipeline.estimate`)."""
-    start = time.perf_counter()
+    start, load = time.perf_counter(), busy_cpus()
     estimates = estimate_pipeline(config)
     if estimates:
         took = time.perf_counter() - start
-        log.info("%s\n  (speed probe: %.0f s)", report(estimates), took)
+        log.info("%s\n  (speed probe: %.0f s)", report(estimates, load), took)
 
 
 def _run_stages(

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from nmt.bench.grid import BenchConfig, Grid, ModelEntry, TestSet, check_repeats
 from nmt.config import DataConfig, RunConfig
 from nmt.data.datasets import split_paths
 from nmt.fileio import atomic_write_text
-from nmt.outputs import claim
+from nmt.outputs import claim, open_nofollow
 from nmt.pipeline.config import ExportStage, PipelineConfig, parse_extra, plain
 from nmt.pipeline.layout import Layout
 
@@ -76,13 +77,28 @@ def weights_id(model: str) -> dict[str, str]:
     return {"path": model, "sha256": file_sha256(path / WEIGHTS_FILE if path.is_dir() else path)}
 
 
+def _run_teed(command: list[str], output: Path) -> int:
+    """Run `command`, appending its output to `output` and showing its log lines (rank 0's
+    progress: step, loss, tokens/s, ETA) on this console as they come; its exit status."""
+    import subprocess
+
+    fd = open_nofollow(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    with os.fdopen(fd, "a", encoding="utf-8") as out:
+        proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        for line in proc.stdout:
+            out.write(line)
+            if " INFO " in line or " WARNING " in line or "error" in line.lower():
+                sys.stderr.write(line)
+                sys.stderr.flush()
+        return proc.wait()
+
+
 def _launch(run: RunConfig, nproc: int, resume: bool) -> dict[str, Any]:
     """`torchrun --standalone --nproc_per_node N -m nmt train` on `run` (written to
     RUN_DIR.launch.yaml beside the run folder, so the command can be repeated by hand); its
     output goes to RUN_DIR.launch.log. A failure is a PipelineError naming the log."""
-    import subprocess
-    import sys
-
     run_dir = Path(run.run_dir)
     config = run_dir.parent / f"{run_dir.name}.launch.yaml"
     output = run_dir.parent / f"{run_dir.name}.launch.log"
@@ -91,27 +107,13 @@ def _launch(run: RunConfig, nproc: int, resume: bool) -> dict[str, Any]:
     command += [f"--nproc_per_node={nproc}", "-m", "nmt", "train", "--config", str(config)]
     command += ["--resume"] if resume else []
     log.info("%s: training in %d processes: %s", run_dir, nproc, " ".join(command))
-    with open(output, "a", encoding="utf-8") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if done.returncode != 0:
+    returncode = _run_teed(command, output)
+    if returncode != 0:
         raise PipelineError(
-            f"{run_dir}: training in {nproc} processes failed (exit {done.returncode}); "
+            f"{run_dir}: training in {nproc} processes failed (exit {returncode}); "
             f"see {output}; run the pipeline again to resume"
         )
     return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-
-
-def _own_log_handlers() -> Iterator[None]:
-    """Remove the handlers a training run adds to the `nmt` logger (its train.log), so
-    that the next stage's lines do not land in this run's log."""
-    logger = logging.getLogger("nmt")
-    before = list(logger.handlers)
-    try:
-        yield
-    finally:
-        for handler in [h for h in logger.handlers if h not in before]:
-            logger.removeHandler(handler)
-            handler.close()
 
 
 # --- distillation --------------------------------------------------------------------------

@@ -93,23 +93,37 @@ def train_record(
     return record
 
 
-def show_train_record(record: dict[str, Any], bar: tqdm, run_log: RunLog) -> None:
-    """Rank 0: a log window on the progress bar, in the log and in `log.jsonl`."""
+def show_train_record(
+    record: dict[str, Any], bar: tqdm, run_log: RunLog, max_steps: int = 0
+) -> None:
+    """Rank 0: a log window on the progress bar, in the log (with the time left at this
+    window's speed, validations aside: a log line is all a console shows under torchrun)
+    and in `log.jsonl`."""
     bar.set_postfix(
         loss=f"{record['loss']:.3f}",
         lr=f"{record['lr']:.2e}",
         tok_s=f"{record['tgt_tokens_per_s']:.0f}",
     )
+    seconds_per_update = record["tgt_tokens_per_update"] / max(record["tgt_tokens_per_s"], 1e-9)
+    left = max(max_steps - record["step"], 0) * seconds_per_update
     log.info(
-        "step %d | epoch %d | loss %.4f | ppl %.2f | lr %.3e | %.0f tgt tok/s",
+        "step %d%s | epoch %d | loss %.4f | ppl %.2f | lr %.3e | %.0f tgt tok/s%s",
         record["step"],
+        f"/{max_steps}" if max_steps else "",
         record["epoch"],
         record["loss"],
         record["ppl"],
         record["lr"],
         record["tgt_tokens_per_s"],
+        f" | ETA {_duration(left)}" if max_steps else "",
     )
     run_log.append(record)
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def log_start(
@@ -120,13 +134,14 @@ def log_start(
     world: int,
 ) -> None:
     """The run's set-up: model size, device, precision, threads, the effective batch."""
+    cpu = hardware("cpu")
     log.info(
         "model: %s parameters, device %s, precision %s, threads %d%s",
         f"{model.num_parameters():,}",
         device,
         amp_dtype or "fp32",
         torch.get_num_threads(),
-        f", {describe_cpu(hardware('cpu'))}" if device.type == "cpu" else "",
+        f", {describe_cpu(cpu)}, allocator {cpu['allocator']}" if device.type == "cpu" else "",
     )
     if device.type == "cpu" and c.precision == "auto" and amp_dtype is None:
         log.info("no native bf16 on this CPU: float32 (bf16 is ~1.8x faster where native)")

@@ -337,7 +337,7 @@ class Trainer:
         record = train_record(self.config.train, s, window, self.batches.epoch, lr)
         s.target_tokens += window[2]
         if self.main:
-            show_train_record(record, bar, self.run_log)
+            show_train_record(record, bar, self.run_log, self.config.train.max_steps)
 
     # ---- the end -----------------------------------------------------------------------
     def finish(self, stop_reason: str) -> dict[str, Any]:
