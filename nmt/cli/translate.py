@@ -1,8 +1,16 @@
-"""nmt-translate: one line out per line in, with any backend (stdin/stdout by default)."""
+"""nmt-translate: one line out per line in, with any backend (stdin/stdout by default).
+
+With --profile deploy.json (written by `nmt-bench --choose`), the profile's model, backend,
+compute type, vocabulary map, threads, inter-threads, batch size and decoding are the
+defaults: a flag given on the command line overrides its value.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
 
 from nmt.cli.common import (
     add_decoding_args,
@@ -14,6 +22,12 @@ from nmt.cli.common import (
     setup_logging,
     user_errors,
 )
+from nmt.decoding import Decoding
+
+if TYPE_CHECKING:
+    from nmt.bench.choose import Profile
+
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,7 +38,18 @@ def _parser() -> argparse.ArgumentParser:
         description="Translate text, one line in, "
         "one line out (stdin/stdout when no files are given).",
     )
-    add_models(p, "run folder, checkpoint or export; several -m: an ensemble of PyTorch models")
+    add_models(
+        p,
+        "run folder, checkpoint or export; several -m: an ensemble of PyTorch models "
+        "(or the model of --profile)",
+        required=False,
+    )
+    p.add_argument(
+        "--profile",
+        metavar="deploy.json",
+        help="run what nmt-bench --choose chose: its model, backend, compute type, vmap, "
+        "threads and decoding (the flags given here override them)",
+    )
     p.add_argument("--input", "-i", help="input file (default: stdin)")
     p.add_argument("--output", "-o", help="output file (default: stdout)")
     add_force(p, "replace an output file nmt-translate wrote before")
@@ -55,21 +80,74 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+# Decoding's fields under their option names here (the others: the field's own name).
+_OPTION = {"beam_size": "beam", "max_batch_tokens": "batch_tokens"}
+_FIELDS = dataclasses.fields(Decoding)
+
+
+def _profile_defaults(profile: Profile) -> dict[str, object]:
+    """The options' defaults a profile gives (its model is `_parse`'s: -m appends)."""
+    return {
+        **{_OPTION.get(f.name, f.name): getattr(profile.decoding, f.name) for f in _FIELDS},
+        "backend": profile.backend,
+        "compute_type": profile.compute_type if profile.backend == "ctranslate2" else "default",
+        "device": profile.device,
+        "threads": profile.threads,
+        "inter_threads": profile.inter_threads,
+        "no_vmap": profile.use_vmap is False,
+    }
+
+
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Profile | None]:
+    """(the options, the profile or None); the options' defaults are the profile's."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.profile:
+        if not args.model:
+            parser.error("the following arguments are required: --model/-m (or --profile)")
+        return args, None
+    from nmt.bench.choose import check_machine, load_profile
+
+    profile = load_profile(args.profile)
+    parser.set_defaults(**_profile_defaults(profile))
+    args = parser.parse_args(argv)
+    args.model = args.model or profile.models
+    check_machine(profile, args.profile)
+    if profile.backend == "pytorch" and profile.compute_type != "float32":
+        log.warning(
+            "%s: nmt-translate runs PyTorch models in float32, not %s",
+            args.profile,
+            profile.compute_type,
+        )
+    return args, profile
+
+
+def _decoding(args: argparse.Namespace, profile: Profile | None) -> Decoding:
+    """The decoding of the options; with a profile, every field (those without an option
+    too, such as min_len) is the profile's unless its option was given."""
+    if profile is None:
+        return decoding_from(args)
+    return Decoding(**{f.name: getattr(args, _OPTION.get(f.name, f.name)) for f in _FIELDS})
+
+
 def translate_main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     setup_logging()
+    errors = user_errors()  # imported now: once memory runs out, an import can fail
+    try:
+        args, profile = _parse(argv)
+    except errors as e:
+        return fail(e)
     from nmt.outputs import claim
     from nmt.translate import load, translate_file
 
-    errors = user_errors()  # imported now: once memory runs out, an import can fail
     output = None
     try:
         if args.output:
-            inputs = [args.input, *args.model]
+            inputs = [args.input, args.profile, *args.model]
             output = claim(
                 args.output, "nmt-translate", inputs=inputs, force=args.force, folder=False
             )
-        decoding = decoding_from(args)  # impossible options fail here, before the model loads
+        decoding = _decoding(args, profile)  # impossible options fail here, before loading
         translator = load(
             args.model,
             backend=args.backend,
@@ -82,7 +160,9 @@ def translate_main(argv: list[str] | None = None) -> int:
     except errors as e:
         return fail(e)
     ct2 = getattr(translator, "backend", "") == "ctranslate2"
-    extra = {"use_vmap": False} if args.no_vmap and ct2 else {}
+    extra: dict[str, object] = {"use_vmap": False} if args.no_vmap and ct2 else {}
+    if profile is not None:
+        extra["chunk_lines"] = profile.batch_size  # sentences per translate() call, as measured
     try:
         translate_file(translator, args.input, output, decoding, args.max_line_chars, **extra)
     except (OSError, ValueError, MemoryError) as e:  # unreadable input, full disk, line too long
