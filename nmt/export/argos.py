@@ -141,28 +141,9 @@ def export_argos(
     `version` is the package version; `sbd_model` a MiniSBD `.onnx` model to bundle instead
     of nmt's rule-based splitter."""
     out = Path(out_path)
-    export_dir = _export_folder(source)
-    if export_dir is not None:
-        from nmt.export.ct2 import read_export_info
-
-        exported = read_export_info(export_dir)["quantization"]  # ExportError if not nmt's
-        if vmap is not None or quantization not in (None, exported):
-            raise ExportError(
-                f"{export_dir}: a CTranslate2 export ({exported}) is packaged as it is: "
-                "--quantization and --vmap apply to checkpoints"
-            )
-    state = source if isinstance(source, dict) else None
-    if state is None and export_dir is None:
-        raise ExportError(f"{source}: not a checkpoint nor an nmt CTranslate2 export folder")
+    export_dir, state = _source(source, quantization, vmap)
     from_code, to_code = _languages(state, export_dir, from_code, to_code)
-    if not _VERSION.match(version or ""):
-        raise ExportError(f"package version {version!r}: use digits, letters and dots (1.0)")
-    if out.suffix != SUFFIX:
-        raise ExportError(f"{out}: an Argos package's name ends in {SUFFIX}")
-    if sbd_model is not None and not (
-        Path(sbd_model).is_file() and str(sbd_model).endswith(".onnx")
-    ):
-        raise ExportError(f"{sbd_model}: not a MiniSBD model file (.onnx)")
+    _check_names(out, version, sbd_model)
     inputs = (checkpoint_path, export_dir, vmap, sbd_model)
     output = claim(out, "nmt-export", inputs=inputs, force=force, folder=False)
 
@@ -176,40 +157,22 @@ def export_argos(
         else:
             from nmt.export.ct2 import export_ct2
 
-            export_ct2(
-                state,
-                model_dir,
-                quantization=quantization or "int8",
-                vmap=vmap,
-                checkpoint_path=checkpoint_path,
-            )
+            q = quantization or "int8"
+            export_ct2(state, model_dir, quantization=q, vmap=vmap, checkpoint_path=checkpoint_path)
         info = json.loads((model_dir / EXPORT_INFO).read_text(encoding="utf-8"))
         tokenizer_sha256 = _check_tokenizer(model_dir, info)
         shutil.copyfile(model_dir / TOKENIZER_FILE, root / ARGOS_TOKENIZER)
-        splitter = _write_splitter(root / SBD_DIR, from_code, sbd_model)
         metadata = package_metadata(from_code, to_code, version)
         write_json(root / "metadata.json", metadata)
-        source_path = export_dir or checkpoint_path
-        data = training_data(state, source_card(export_dir))
-        scores = source_scores(export_dir, checkpoint_path)
         provenance = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "nmt_version": __version__,
-            "argos_version": ARGOS_VERSION,
-            "source": None if source_path is None else str(source_path),
-            "source_kind": "ctranslate2-export" if export_dir is not None else "checkpoint",
-            "model_export_info": f"model/{EXPORT_INFO}",
-            "quantization": info.get("quantization"),
-            "vocabulary_map": (model_dir / "vmap.txt").is_file(),
+            **_provenance(state, export_dir, checkpoint_path, info, model_dir),
             "tokenizer": {"file": ARGOS_TOKENIZER, "sha256": tokenizer_sha256},
-            "sentence_splitter": splitter,
-            "training_data": data,
+            "sentence_splitter": _write_splitter(root / SBD_DIR, from_code, sbd_model),
             "argos_decoding": ARGOS_DECODING,
             "metadata": metadata,
         }
         write_json(root / PROVENANCE_FILE, provenance)
+        scores = source_scores(export_dir, checkpoint_path)
         (root / "README.md").write_text(
             model_card(provenance, info, scores, PROVENANCE_FILE), encoding="utf-8"
         )
@@ -218,6 +181,61 @@ def export_argos(
         output.publish_file(archive)
     log.info("wrote Argos Translate package %s -> %s (%s)", from_code, to_code, out)
     return out
+
+
+def _source(
+    source: dict[str, Any] | str | Path, quantization: str | None, vmap: str | Path | None
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """(the CTranslate2 export folder, the checkpoint state): one of them is None."""
+    export_dir = _export_folder(source)
+    if export_dir is not None:
+        from nmt.export.ct2 import read_export_info
+
+        exported = read_export_info(export_dir)["quantization"]  # ExportError if not nmt's
+        if vmap is not None or quantization not in (None, exported):
+            raise ExportError(
+                f"{export_dir}: a CTranslate2 export ({exported}) is packaged as it is: "
+                "--quantization and --vmap apply to checkpoints"
+            )
+    state = source if isinstance(source, dict) else None
+    if state is None and export_dir is None:
+        raise ExportError(f"{source}: not a checkpoint nor an nmt CTranslate2 export folder")
+    return export_dir, state
+
+
+def _check_names(out: Path, version: str, sbd_model: str | Path | None) -> None:
+    if not _VERSION.match(version or ""):
+        raise ExportError(f"package version {version!r}: use digits, letters and dots (1.0)")
+    if out.suffix != SUFFIX:
+        raise ExportError(f"{out}: an Argos package's name ends in {SUFFIX}")
+    if sbd_model is not None and not (
+        Path(sbd_model).is_file() and str(sbd_model).endswith(".onnx")
+    ):
+        raise ExportError(f"{sbd_model}: not a MiniSBD model file (.onnx)")
+
+
+def _provenance(
+    state: dict[str, Any] | None,
+    export_dir: Path | None,
+    checkpoint_path: str | Path | None,
+    info: dict[str, Any],
+    model_dir: Path,
+) -> dict[str, Any]:
+    """`PROVENANCE_FILE`'s record of the package's source, format and training data."""
+    source_path = export_dir or checkpoint_path
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "nmt_version": __version__,
+        "argos_version": ARGOS_VERSION,
+        "source": None if source_path is None else str(source_path),
+        "source_kind": "ctranslate2-export" if export_dir is not None else "checkpoint",
+        "model_export_info": f"model/{EXPORT_INFO}",
+        "quantization": info.get("quantization"),
+        "vocabulary_map": (model_dir / "vmap.txt").is_file(),
+        "training_data": training_data(state, source_card(export_dir)),
+    }
 
 
 def package_metadata(from_code: str, to_code: str, version: str) -> dict[str, Any]:
