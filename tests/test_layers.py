@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("engines", {"export", "backends", "translate"}),
     ("training", {"training"}),
     ("tasks", {"evaluate", "vmap", "distill", "bench", "zoo"}),
+    ("serve", {"serve"}),
     ("pipeline", {"pipeline"}),
     ("cli", {"cli", "__main__"}),
 ]

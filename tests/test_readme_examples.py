@@ -85,6 +85,8 @@ SHRINK = {
 NOT_RUN = {
     "scripts/libretranslate_demo.sh": "installs LibreTranslate from PyPI into a venv of its "
     "own (network); run by hand, docs/argos.md",
+    "nmt-serve -m": "a server runs until it is stopped; tests/test_serve.py runs one",
+    "curl -s localhost:5000": "asks the server that the example before it starts",
 }
 
 

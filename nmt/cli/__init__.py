@@ -16,6 +16,7 @@ from nmt.cli.evaluate import evaluate_main
 from nmt.cli.export import export_main
 from nmt.cli.pipeline import pipeline_main
 from nmt.cli.prepare import prepare_main
+from nmt.cli.serve import serve_main
 from nmt.cli.train import train_main
 from nmt.cli.translate import translate_main
 from nmt.cli.vmap import vmap_main
@@ -30,6 +31,7 @@ __all__ = [
     "export_main",
     "pipeline_main",
     "prepare_main",
+    "serve_main",
     "train_main",
     "translate_main",
     "vmap_main",
@@ -46,4 +48,5 @@ COMMANDS = {
     "distill": distill_main,
     "pipeline": pipeline_main,
     "prepare": prepare_main,
+    "serve": serve_main,
 }
