@@ -20,6 +20,7 @@ import torch
 
 from nmt.config import load_run_config
 from nmt.data.datasets import split_paths
+from nmt.decoding import Decoding
 from nmt.evaluate import evaluate
 from nmt.machine import describe_cpu, hardware
 
@@ -65,7 +66,12 @@ def main() -> None:
     results = {}
     for beam in (4, 1):
         results[f"beam{beam}"] = evaluate(
-            model, src, ref, out / f"test_beam{beam}", beam_size=beam, threads=args.threads
+            model,
+            src,
+            ref,
+            out / f"test_beam{beam}",
+            Decoding(beam_size=beam),
+            threads=args.threads,
         )
         (out / f"test_beam{beam}" / "hyp.txt").rename(
             out / f"test.beam{beam}.{config.data.tgt_lang}"

@@ -1,15 +1,14 @@
 """Decoding options and the resources a translator asks for, validated in one place.
 
 `Decoding` holds the options of every backend's `translate(lines, decoding)` (beam size,
-batch size, length limits) and refuses impossible values on construction; it is the one
-definition of them: the search (`nmt.search`), the translators, the CLIs
-(`add_decoding_args`), the benchmark grid's and the distillation config's `decoding:`
-sections all hold or take one, so a bad
-value is one `ConfigError` naming the option wherever it comes from (before the model is
-loaded, where the caller can tell). `check_threads` and `cap_threads` do the same for
-thread counts: a count above the CPUs this process may use only oversubscribes them (1000
-ONNX Runtime threads start ~1,500 OS threads and run 34x slower), so it is capped with a
-warning.
+batch size, length limits, guards against loops) and refuses impossible values on
+construction; it is the one definition of them: the search (`nmt.search`), the
+translators, the CLIs (`add_decoding_args`), the benchmark grid's and the distillation
+config's `decoding:` sections all hold or take one, so a bad value is one `ConfigError`
+naming the option wherever it comes from (before the model is loaded, where the caller can
+tell). `check_threads` and `cap_threads` do the same for thread counts: a count above the
+CPUs this process may use only oversubscribes them (1000 ONNX Runtime threads start ~1,500
+OS threads and run 34x slower), so it is capped with a warning.
 
 Out of memory: `fits_in_memory` tells before loading whether a model can fit under this
 process's address-space limit (ulimit -v), `is_out_of_memory` recognises the ways the
@@ -38,7 +37,14 @@ _RULES: dict[str, tuple[str, type, str]] = {
     "max_len_a": (">= 0", float, ""),
     "max_len_b": (">= 0", int, ""),
     "min_len": (">= 0", int, ""),
+    "no_repeat_ngram_size": (">= 0", int, " (0: off)"),
+    "repetition_penalty": ("> 0", float, " (1: off)"),
+    "max_char_repeat": (">= 0", int, " (0: off)"),
 }
+# The guards against loops. They came after benchmark results and distillation jobs were
+# keyed by a Decoding's fields: `Decoding.key()` leaves a guard out while it has its default,
+# so that what was measured or distilled before keeps its key.
+GUARDS = ("no_repeat_ngram_size", "repetition_penalty", "max_char_repeat")
 
 
 def check_option(option: str, value: object, key: str = "") -> None:
@@ -62,10 +68,26 @@ class Decoding:
     max_len_a: float = 1.5  # at most max_len_a * source length + max_len_b tokens
     max_len_b: int = 10
     min_len: int = 1  # no EOS before this many tokens
+    # Guards against loops, which models fall into on text outside their domain; only the
+    # character cap on by default (figures and why: benchmarks/results/robust-decoding):
+    no_repeat_ngram_size: int = 0  # never generate an n-gram of this many tokens twice
+    repetition_penalty: float = 1.0  # scale a generated token's logit: > 0 / p, < 0 * p
+    max_char_repeat: int = 4  # cut every run of one character (not a digit) to this many
 
     def __post_init__(self) -> None:
         for f in fields(self):
             check_option(f.name, getattr(self, f.name))
+
+    def key(self) -> dict[str, object]:
+        """The fields as a dict, each of the `GUARDS` left out while it has its default: what
+        identifies a decoding in a benchmark cell's hash (`nmt.bench.grid.Cell`), unchanged
+        by the guards for every decoding that leaves them alone. `Decoding(**key())` is
+        this decoding again."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in GUARDS or getattr(self, f.name) != f.default
+        }
 
 
 def decoding_of(decoding: Decoding | None = None, **options: object) -> Decoding:

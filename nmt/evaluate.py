@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,7 @@ def evaluate(
     src: Path,
     ref: Path,
     output_dir: Path,
-    beam_size: int = Decoding.beam_size,
-    max_batch_tokens: int = Decoding.max_batch_tokens,
+    decoding: Decoding | None = None,
     threads: int = 0,
     device: str = "cpu",
     use_vmap: bool = True,
@@ -37,17 +37,16 @@ def evaluate(
     folder is replaced only with `force`; any other folder, or one that is, holds or lies
     inside the model, source or reference, never (`nmt.outputs`). `use_vmap` False: a
     CTranslate2 export decodes over the whole vocabulary even when it has a vocabulary map
-    (the other backends have none)."""
+    (the other backends have none). `decoding`: `Decoding()` by default."""
     output = claim(output_dir, "nmt-evaluate", inputs=_inputs(model, src, ref), force=force)
+    decoding = decoding or Decoding()
     sources, references = read_parallel(src, ref)
     translator = load(model, device=device, threads=threads)
     extra = {}
     if translator.backend == "ctranslate2":
         extra["use_vmap"] = use_vmap and translator.has_vmap
     start = time.perf_counter()
-    hyps = translator.translate(
-        sources, beam_size=beam_size, max_batch_tokens=max_batch_tokens, **extra
-    )
+    hyps = translator.translate(sources, decoding, **extra)
     seconds = time.perf_counter() - start
     s = score(hyps, references)
     claim(output_dir, "nmt-evaluate", inputs=_inputs(model, src, ref), force=output.existed)
@@ -60,9 +59,10 @@ def evaluate(
         "src": str(src),
         "ref": str(ref),
         "sentences": len(sources),
-        "beam_size": beam_size,
+        "beam_size": decoding.beam_size,
         "vocabulary_map": bool(extra.get("use_vmap")),
-        "max_batch_tokens": max_batch_tokens,
+        "max_batch_tokens": decoding.max_batch_tokens,
+        "decoding": asdict(decoding),
         "device": device,
         "threads": torch.get_num_threads(),
         "seconds": round(seconds, 2),

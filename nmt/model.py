@@ -299,11 +299,16 @@ class Transformer(nn.Module):
 
     def decode_step(self, tokens: Tensor, state: DecoderState) -> Tensor:
         """Log-probabilities (B, V) of the next token after `tokens` (B,), updating `state`."""
+        return F.log_softmax(self.decode_logits(tokens, state), dim=-1)
+
+    def decode_logits(self, tokens: Tensor, state: DecoderState) -> Tensor:
+        """The raw logits (B, V), float32, of the next token after `tokens` (B,), updating
+        `state` (what a repetition penalty acts on, as CTranslate2's does)."""
         x = self.decode(
             tokens[:, None], state.memory_kv, state.memory_mask, state.caches, state.step
         )
         state.step += 1
-        return F.log_softmax(self.output(x[:, -1]).float(), dim=-1)
+        return self.output(x[:, -1]).float()
 
 
 class DecoderState:

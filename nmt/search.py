@@ -5,7 +5,17 @@ Both return, for each source row, the generated token ids without BOS or EOS: at
 `model.max_positions - 1`). EOS is masked for the first `min_len` steps (CTranslate2's
 `min_decoding_length` convention, default 1); PAD and BOS are never generated. Both follow
 CTranslate2's decoding rules, so that an export gives the same tokens as PyTorch. The
-options are `nmt.decoding.Decoding`'s (its batch size is the caller's business).
+options are `nmt.decoding.Decoding`'s (its batch size and its cap on repeated characters,
+a cleanup of the output text, are the caller's business).
+
+The guards against loops follow CTranslate2's logits processors (decoding_utils.cc), applied
+to each row's own generated tokens before PAD, BOS and EOS are masked and before the
+softmax: `repetition_penalty` p divides the positive logits of the tokens generated so far
+by p and multiplies their negative ones by p; `no_repeat_ngram_size` n bans every token that
+would complete an n-gram already generated. The penalty needs the raw logits, which only a
+`Transformer` gives: for a model that gives log-probabilities alone (an ensemble's log mean
+probability, an ONNX Runtime decoder graph) it scales those instead, so their outputs with a
+penalty are not a CTranslate2 export's.
 """
 
 from __future__ import annotations
@@ -24,6 +34,35 @@ def _length_limits(model: Transformer, src: Tensor, opts: Decoding) -> Tensor:
     src_len = (src != PAD).sum(1).float()
     limits = (opts.max_len_a * src_len + opts.max_len_b).long()
     return limits.clamp(min=1, max=model.config.max_positions - 1)
+
+
+def _next_scores(model: Transformer, tokens: Tensor, state, opts: Decoding) -> Tensor:
+    """The next-token scores (N, V) the search starts from: the model's log-probabilities,
+    or with a repetition penalty its raw logits (which CTranslate2 penalises), where the
+    model has them (a `Transformer`; see the module's docstring)."""
+    if opts.repetition_penalty == 1.0 or not isinstance(model, Transformer):
+        return model.decode_step(tokens, state)
+    return model.decode_logits(tokens, state)
+
+
+def _guard(scores: Tensor, history: Tensor, opts: Decoding) -> Tensor:
+    """The repetition penalty and the n-gram ban on `scores` (N, V), given each row's
+    generated tokens `history` (N, T); in place."""
+    T = history.size(1)
+    if T == 0:
+        return scores
+    if opts.repetition_penalty != 1.0:  # once per distinct token, however often it came
+        seen = scores.gather(1, history)
+        p = torch.tensor(opts.repetition_penalty, dtype=scores.dtype, device=scores.device)
+        scores.scatter_(1, history, torch.where(seen < 0, seen * p, seen / p))
+    n = opts.no_repeat_ngram_size
+    if 0 < n <= T:
+        grams = history.unfold(1, n, 1)  # (N, T - n + 1, n): every n-gram so far
+        # An n-gram whose first n - 1 tokens are the last n - 1 generated bans its last.
+        match = (grams[:, :, :-1] == history[:, None, T - n + 1 :]).all(-1)
+        rows, at = match.nonzero(as_tuple=True)
+        scores[rows, grams[rows, at, -1]] = float("-inf")
+    return scores
 
 
 def _mask(logp: Tensor, step: int, min_len: int) -> Tensor:
@@ -53,10 +92,13 @@ def greedy_search(model: Transformer, src: Tensor, opts: Decoding = GREEDY) -> l
     state = model.init_state(src)
     alive = torch.arange(B)
     tokens = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    history = torch.empty((B, 0), dtype=torch.long, device=src.device)  # of the live rows
     outputs: list[list[int]] = [[] for _ in range(B)]
     for step in range(int(limits.max()) + 1):
-        logp = _constrain(model.decode_step(tokens, state), step, limits[alive], opts.min_len)
+        logits = _guard(_next_scores(model, tokens, state, opts), history, opts)
+        logp = _constrain(logits, step, limits[alive], opts.min_len)
         tokens = logp.argmax(-1)
+        history = torch.cat([history, tokens[:, None]], dim=1)
         finished = tokens == EOS
         for row, tok in zip(alive.tolist(), tokens.tolist(), strict=True):
             if tok != EOS:
@@ -65,7 +107,7 @@ def greedy_search(model: Transformer, src: Tensor, opts: Decoding = GREEDY) -> l
             keep = (~finished).nonzero().squeeze(1)
             if keep.numel() == 0:
                 break
-            alive, tokens = alive[keep.cpu()], tokens[keep]
+            alive, tokens, history = alive[keep.cpu()], tokens[keep], history[keep]
             state.select(keep)
     return outputs
 
@@ -75,7 +117,8 @@ def beam_search(model: Transformer, src: Tensor, opts: Decoding) -> list[list[in
     """Beam search under CTranslate2's rules (decoding.cc, `BeamSearch::search`), so that an
     export decodes exactly like the PyTorch model:
 
-    - PAD, BOS and (before `min_len`) EOS are removed before the softmax (renormalised).
+    - The guards against loops apply, then PAD, BOS and (before `min_len`) EOS are removed,
+      before the softmax (renormalised).
     - Of the 2K best extensions, every EOS among the K best finishes a hypothesis and is
       replaced by the next non-EOS candidate of the other K; the continuing beams are the
       K best non-EOS extensions.
@@ -104,7 +147,8 @@ def beam_search(model: Transformer, src: Tensor, opts: Decoding) -> list[list[in
 
     for step in range(max(limits)):
         n = len(alive)
-        logp = _mask(model.decode_step(tokens, state), step, opts.min_len).log_softmax(-1)
+        logits = _guard(_next_scores(model, tokens, state, opts), history, opts)
+        logp = _mask(logits, step, opts.min_len).log_softmax(-1)
         V = logp.size(-1)
         cand = (scores.unsqueeze(2) + logp.view(n, K, V)).view(n, K * V)
         top_scores, top_idx = cand.topk(2 * K, dim=1)  # (n, 2K), sorted

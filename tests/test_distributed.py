@@ -102,7 +102,7 @@ def test_only_rank_0_writes(ddp_run):
         *(("train", s) for s in range(5, STEPS + 1, 5)),
         ("valid", STEPS),
     ]
-    assert (ddp_run / "train.log").read_text().count(f"step {STEPS} |") == 1
+    assert (ddp_run / "train.log").read_text().count(f"step {STEPS}/{STEPS} |") == 1
     last = load_checkpoint(ddp_run / "last.pt")
     assert len(last["rng"]["per_rank"]) == 2  # each rank's RNG, for an exact resume
     assert not torch.equal(last["rng"]["per_rank"][0]["torch"], last["rng"]["per_rank"][1]["torch"])

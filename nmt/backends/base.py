@@ -7,10 +7,13 @@ one tokenizer make an ensemble), `ct2` (a CTranslate2 export, its own decoder) a
 (ONNX Runtime graphs behind `Transformer`'s decoding interface, so `nmt.search` decodes).
 Output is always line-aligned with input: an empty or whitespace-only line translates to an
 empty line without reaching the model; an over-long line is truncated with a warning.
+Every translator cuts runs of one character in its output text to `max_char_repeat`
+(`cap_char_runs`), the one guard against loops that works on text rather than tokens.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import torch
@@ -36,6 +39,20 @@ class Translator(Protocol):
     def translate(
         self, lines: list[str], decoding: Decoding | None = None, **options: object
     ) -> list[str]: ...
+
+
+def cap_char_runs(text: str, limit: int) -> str:
+    """`text` with every run of one character other than a digit longer than `limit` cut
+    to `limit` characters (0: unchanged): "Aussssssss" with limit 3 is "Ausss".
+
+    A cleanup of the decoded text rather than a ban in the search: it is exact for every
+    backend alike (CTranslate2 takes no per-token rule from outside, and a ban on tokens
+    would need each piece's characters at every step) and costs one regular expression per
+    line. Digits are left alone: a run of them is a number (1000000), which cutting would
+    silently change, and a number that loops is wrong whether cut or not."""
+    if limit == 0:
+        return text
+    return re.sub(rf"(\D)\1{{{limit},}}", lambda m: m[1] * limit, text)
 
 
 class SearchTranslator:
@@ -65,5 +82,5 @@ class SearchTranslator:
             src = pad_sources([ids[k] for k in batch]).to(self.input_device)
             hyps = search(self.model, src, opts)
             for k, text in zip(batch, self.tokenizer.decode(hyps), strict=True):
-                outputs[todo[k]] = text
+                outputs[todo[k]] = cap_char_runs(text, opts.max_char_repeat)
         return outputs

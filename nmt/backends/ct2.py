@@ -17,6 +17,10 @@ sentences by limit and decodes each group with its own `max_decoding_length`: ex
 PyTorch's output, at the price of much smaller batches (about 3x slower beam search on
 Multi30k in batches of 32).
 
+The guards against loops: `no_repeat_ngram_size` and `repetition_penalty` are CTranslate2's
+own (`nmt.search` implements them after it), `max_char_repeat` the same cleanup of the text
+as the other backends' (`nmt.backends.base.cap_char_runs`).
+
 Greedy output is identical to PyTorch's. Beam search follows CTranslate2's rules, which
 differ from `nmt.search.beam_search`: masked tokens are removed before the softmax
 (renormalised); at the limit all K best candidates finish, without a free EOS step, and
@@ -44,6 +48,7 @@ from typing import Any
 import ctranslate2
 import torch
 
+from nmt.backends.base import cap_char_runs
 from nmt.decoding import (
     Decoding,
     cap_threads,
@@ -145,6 +150,8 @@ class CT2Translator:
             max_input_length=0,  # truncated above, as PyTorch does
             use_vmap=self.has_vmap if use_vmap is None else use_vmap,
             suppress_sequences=self._never,
+            no_repeat_ngram_size=d.no_repeat_ngram_size,  # CTranslate2's own guards: 0 and 1
+            repetition_penalty=d.repetition_penalty,  # are its defaults, "off"
         )
         if beam_size == 1 or not self.exact_length_limits:
             groups = {max(limits, default=1): list(range(len(pieces)))}
@@ -162,7 +169,7 @@ class CT2Translator:
             hyps = [r.hypotheses[0][: limits[k]] for k, r in zip(members, results, strict=True)]
             ids = [[self.tokenizer.sp.piece_to_id(p) for p in h] for h in hyps]
             for k, text in zip(members, self.tokenizer.decode(ids), strict=True):
-                outputs[todo[k]] = text
+                outputs[todo[k]] = cap_char_runs(text, d.max_char_repeat)
         return outputs
 
     def length_limits(self, src_lens: list[int], max_len_a: float, max_len_b: int) -> list[int]:

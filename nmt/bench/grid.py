@@ -261,6 +261,9 @@ class Cell:
 
     def to_dict(self) -> dict[str, Any]:
         spec = dataclasses.asdict(self)
+        # The guards against loops only while they differ from their defaults: cells
+        # measured before they existed keep their hash (`Decoding.key`).
+        spec["decoding"] = self.decoding.key()
         del spec["decoding"]["beam_size"]  # the cell's own `beam_size` (and hash) says it
         return spec
 

@@ -150,7 +150,7 @@ def add_guard_args(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=Decoding.max_char_repeat,
         metavar="N",
-        help="cut every run of one character in the output to N (0: off)",
+        help="cut every run of one character (not a digit) in the output to N (0: off)",
     )
 
 

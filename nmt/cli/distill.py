@@ -9,10 +9,12 @@ from nmt.cli.common import (
     add_beam,
     add_data_dir,
     add_force,
+    add_guard_args,
     add_languages,
     add_overrides,
     add_threads,
     fail,
+    guards_from,
     setup_logging,
     user_errors,
 )
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_threads(p, DistillConfig.threads, "threads per translator")
     add_batch_tokens(p, BATCH_TOKENS, "source tokens per batch")
+    add_guard_args(p)
     p.add_argument("--max-lines", type=int, default=0, help="distil the first N lines only")
     p.add_argument("--mix", action="store_true", help="also write mix.*: original + distilled")
     p.add_argument(
@@ -82,7 +85,11 @@ def distill_main(argv: list[str] | None = None) -> int:
     from nmt.distill import DistillError, distill, load_distill_config, source_data
 
     flags = {
-        "decoding": {"beam_size": args.beam, "max_batch_tokens": args.batch_tokens},
+        "decoding": {
+            "beam_size": args.beam,
+            "max_batch_tokens": args.batch_tokens,
+            **guards_from(args),
+        },
         "workers": args.workers,
         "threads": args.threads,
         "max_lines": args.max_lines,
