@@ -41,7 +41,11 @@ def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
             claim(config.run_dir, "nmt-train", inputs=_inputs(config), resumable=True).make()
         lock = FolderLock(config.run_dir, "nmt-train") if main else contextlib.nullcontext()
         with lock, Trainer(config, resume=resume) as trainer:  # its train.log ends with it
-            return trainer.run()
+            summary = trainer.run()
+        # The model (DDP's reducer holds the process group) goes before the group does: a
+        # group destroyed under a live reducer can abort the process at exit (SIGABRT).
+        del trainer
+        return summary
 
 
 def _inputs(config: RunConfig) -> list[Path | str]:
