@@ -100,6 +100,19 @@ def decoding_of(decoding: Decoding | None = None, **options: object) -> Decoding
     return replace(decoding or Decoding(), **options) if options else decoding or Decoding()
 
 
+def check_nbest(n: object, decoding: Decoding) -> int:
+    """`n` as the number of hypotheses to return per line, which must be an integer between 1
+    and the beam size (the n-best list is the beam's finished hypotheses, as in
+    CTranslate2); ConfigError naming `n_best` otherwise."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise ConfigError(f"n_best: must be an integer, got {n!r}")
+    if not 1 <= n <= decoding.beam_size:
+        raise ConfigError(
+            f"n_best: must be between 1 and the beam size {decoding.beam_size}, got {n}"
+        )
+    return int(n)
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask where the platform has one)."""
     if hasattr(os, "sched_getaffinity"):

@@ -1,6 +1,7 @@
 """Batched greedy and beam search over a `Transformer`'s incremental decoder.
 
-Both return, for each source row, the generated token ids without BOS or EOS: at most
+Both return, for each source row, the generated token ids without BOS or EOS (`nbest_search`:
+the `n` best hypotheses with their scores): at most
 `max_len_a * source_length + max_len_b` tokens (source length counting EOS; at most
 `model.max_positions - 1`). EOS is masked for the first `min_len` steps (CTranslate2's
 `min_decoding_length` convention, default 1); PAD and BOS are never generated. Both follow
@@ -23,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nmt.decoding import Decoding
+from nmt.decoding import Decoding, check_nbest
 from nmt.model import Transformer
 from nmt.vocab import BOS, EOS, PAD
 
@@ -112,8 +113,30 @@ def greedy_search(model: Transformer, src: Tensor, opts: Decoding = GREEDY) -> l
     return outputs
 
 
+Hypothesis = tuple[float, list[int]]  # (score / length ** length_penalty, token ids)
+
+
 @torch.inference_mode()
 def beam_search(model: Transformer, src: Tensor, opts: Decoding) -> list[list[int]]:
+    """The best hypothesis of `finished_hypotheses` for each source row (beam size 1:
+    `greedy_search`, the same tokens faster)."""
+    if opts.beam_size == 1:
+        return greedy_search(model, src, opts)
+    return [max(hyps, key=lambda h: h[0])[1] for hyps in finished_hypotheses(model, src, opts)]
+
+
+def nbest_search(model: Transformer, src: Tensor, opts: Decoding, n: int) -> list[list[Hypothesis]]:
+    """The `n` best hypotheses of each source row, best first, as (score, token ids): the
+    finished hypotheses of the beam search (CTranslate2's `num_hypotheses`), so `n` is at
+    most `opts.beam_size`; with beam size 1 the greedy output, scored as a beam of one
+    would score it."""
+    check_nbest(n, opts)
+    hyps = finished_hypotheses(model, src, opts)
+    return [sorted(h, key=lambda h: -h[0])[:n] for h in hyps]
+
+
+@torch.inference_mode()
+def finished_hypotheses(model: Transformer, src: Tensor, opts: Decoding) -> list[list[Hypothesis]]:
     """Beam search under CTranslate2's rules (decoding.cc, `BeamSearch::search`), so that an
     export decodes exactly like the PyTorch model:
 
@@ -130,8 +153,6 @@ def beam_search(model: Transformer, src: Tensor, opts: Decoding) -> list[list[in
       length_penalty`, its length counting EOS when it ended with one.
     """
     K = opts.beam_size
-    if K == 1:
-        return greedy_search(model, src, opts)
     B, device = src.size(0), src.device
     limits = _length_limits(model, src, opts).tolist()
     state = model.init_state(src)
@@ -195,7 +216,7 @@ def beam_search(model: Transformer, src: Tensor, opts: Decoding) -> list[list[in
             scores, tokens, history = scores[keep_t], tokens[keep_rows], history[keep_rows]
             state.select(keep_rows)
 
-    return [max(hyps, key=lambda h: h[0])[1] for hyps in finished]
+    return finished
 
 
 def search(model: Transformer, src: Tensor, opts: Decoding) -> list[list[int]]:

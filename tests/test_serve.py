@@ -203,6 +203,41 @@ def test_native_api_decoding_and_timing(server, ct2_model):
     assert answer["timing"]["total_ms"] >= answer["timing"]["translate_ms"] > 0
 
 
+def test_native_nbest_and_libretranslate_alternatives(server, ct2_model):
+    lines = ["a dog runs.", "Two men play in the street. A woman sings."]
+    translator = load(ct2_model, threads=1, exact_length_limits=True)  # as the server
+    pair = ["Two men play in the street.", "A woman sings."]
+    body = {"text": lines, "source": "en", "target": "de", "n_best": 3}
+    status, answer, _ = call(server.url, "/v1/translate", {**body, "decoding": {"beam_size": 4}})
+    assert status == 200, answer
+    decoding = Decoding(beam_size=4)
+    assert answer["translations"] == [
+        alternatives[0]["translation"] for alternatives in answer["nbest"]
+    ]
+    assert answer["translations"][0] == translator.translate(lines[:1], decoding)[0]
+    expected = translator.translate_nbest(["a dog runs."], 3, decoding)[0]
+    assert answer["nbest"][0] == [{"translation": h.text, "score": h.score} for h in expected]
+    two = translator.translate_nbest(pair, 3, decoding)
+    assert [a["translation"] for a in answer["nbest"][1]] == [
+        f"{two[0][i].text} {two[1][i].text}" for i in range(3)
+    ]  # the i-th joins each sentence's i-th, as Argos Translate does
+    status, answer, _ = call(server.url, "/v1/translate", {**body, "n_best": 5})
+    assert status == 400 and "n_best: must be between 1 and the beam size 4" in answer["error"]
+
+    status, libre, _ = call(
+        server.url,
+        "/translate",
+        {"q": "a dog runs.", "source": "en", "target": "de", "alternatives": 5},
+    )  # a beam of 6, as Argos Translate widens it
+    assert status == 200, libre
+    six = translator.translate_nbest(["a dog runs."], 6, Decoding(beam_size=6))[0]
+    assert [libre["translatedText"], *libre["alternatives"]] == [h.text for h in six]
+    status, libre, _ = call(
+        server.url, "/translate", {"q": "a", "source": "en", "target": "de", "alternatives": -1}
+    )
+    assert status == 400 and "alternatives must be an integer" in libre["error"]
+
+
 def test_libretranslate_form_and_list(server):
     body = b"q=a+dog+runs.&source=en&target=de"
     status, answer, _ = call(server.url, "/translate", raw=body)

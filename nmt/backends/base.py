@@ -14,15 +14,18 @@ Every translator cuts runs of one character in its output text to `max_char_repe
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from torch import Tensor
 
 from nmt.data.batching import pad_sources, token_batches
-from nmt.decoding import Decoding, decoding_of
+from nmt.decoding import Decoding, check_nbest, decoding_of
 from nmt.inputs import encode_nonblank
 from nmt.model import Transformer
-from nmt.search import search
+from nmt.search import nbest_search, search
 from nmt.tokenizer import Tokenizer
 from nmt.vocab import EOS
 
@@ -39,6 +42,20 @@ class Translator(Protocol):
     def translate(
         self, lines: list[str], decoding: Decoding | None = None, **options: object
     ) -> list[str]: ...
+
+    def translate_nbest(
+        self, lines: list[str], n: int, decoding: Decoding | None = None, **options: object
+    ) -> list[list[Hypothesis]]: ...
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One of a line's n best translations: its text and its score, the sum of its tokens'
+    log-probabilities (EOS included) divided by length ** length_penalty, as the beam
+    search ranks it (a blank line: "" scored 0)."""
+
+    text: str
+    score: float
 
 
 def cap_char_runs(text: str, limit: int) -> str:
@@ -76,11 +93,34 @@ class SearchTranslator:
         model."""
         opts = decoding_of(decoding, **options)  # a ConfigError before any work
         outputs = [""] * len(lines)
+        for k, src in self._batches(lines, opts):
+            for j, text in zip(
+                k, self.tokenizer.decode(search(self.model, src, opts)), strict=True
+            ):
+                outputs[j] = cap_char_runs(text, opts.max_char_repeat)
+        return outputs
+
+    def translate_nbest(
+        self, lines: list[str], n: int, decoding: Decoding | None = None, **options: object
+    ) -> list[list[Hypothesis]]:
+        """The `n` best translations of each line (at most the beam size), best first; the
+        first is `translate`'s. A blank line has one, ""."""
+        opts = decoding_of(decoding, **options)
+        n = check_nbest(n, opts)
+        outputs = [[Hypothesis("", 0.0)] for _ in lines]
+        for k, src in self._batches(lines, opts):
+            for j, hyps in zip(k, nbest_search(self.model, src, opts, n), strict=True):
+                texts = self.tokenizer.decode([ids for _, ids in hyps])
+                outputs[j] = [
+                    Hypothesis(cap_char_runs(text, opts.max_char_repeat), score)
+                    for text, (score, _) in zip(texts, hyps, strict=True)
+                ]
+        return outputs
+
+    def _batches(self, lines: list[str], opts: Decoding) -> Iterator[tuple[list[int], Tensor]]:
+        """The non-blank lines' source batches: (their indices in `lines`, padded ids)."""
         todo, ids = encode_nonblank(lines, self.tokenizer.encode, self.max_input - 1)
         ids = [seq + [EOS] for seq in ids]
         for batch in token_batches([len(s) for s in ids], opts.max_batch_tokens):
             src = pad_sources([ids[k] for k in batch]).to(self.input_device)
-            hyps = search(self.model, src, opts)
-            for k, text in zip(batch, self.tokenizer.decode(hyps), strict=True):
-                outputs[todo[k]] = cap_char_runs(text, opts.max_char_repeat)
-        return outputs
+            yield [todo[k] for k in batch], src

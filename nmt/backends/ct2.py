@@ -48,10 +48,11 @@ from typing import Any
 import ctranslate2
 import torch
 
-from nmt.backends.base import cap_char_runs
+from nmt.backends.base import Hypothesis, cap_char_runs
 from nmt.decoding import (
     Decoding,
     cap_threads,
+    check_nbest,
     decoding_of,
     fits_in_memory,
     is_out_of_memory,
@@ -126,34 +127,45 @@ class CT2Translator:
         whitespace-only lines give "" without reaching the model. `use_vmap` (default:
         whenever the export has a vmap.txt) restricts the output vocabulary per batch, which
         PyTorch does not do."""
+        hyps = self.translate_nbest(lines, 1, decoding, use_vmap=use_vmap, **options)
+        return [h[0].text for h in hyps]
+
+    def translate_nbest(
+        self,
+        lines: list[str],
+        n: int,
+        decoding: Decoding | None = None,
+        use_vmap: bool | None = None,
+        **options: object,
+    ) -> list[list[Hypothesis]]:
+        """The `n` best translations of each line (at most the beam size), best first, with
+        CTranslate2's scores; the first is `translate`'s. A blank line has one, ""."""
         d = decoding_of(decoding, **options)  # a ConfigError before any work
-        beam_size, max_batch_tokens, length_penalty = (
-            d.beam_size,
-            d.max_batch_tokens,
-            d.length_penalty,
-        )
-        max_len_a, max_len_b, min_len = d.max_len_a, d.max_len_b, d.min_len
-        outputs = [""] * len(lines)
+        n = check_nbest(n, d)
+        outputs = [[Hypothesis("", 0.0)] for _ in lines]
         todo, pieces = encode_nonblank(lines, self.tokenizer.encode_pieces, self.max_input - 1)
         if not pieces:
             return outputs
-        limits = self.length_limits([len(p) + 1 for p in pieces], max_len_a, max_len_b)
+        limits = self.length_limits([len(p) + 1 for p in pieces], d.max_len_a, d.max_len_b)
+        max_batch_tokens = d.max_batch_tokens
         translators = self.translator.num_translators
         if translators > 1:  # split the call so that every translator gets a share
             share = -(-sum(len(p) + 1 for p in pieces) // translators)
             max_batch_tokens = min(max_batch_tokens, max(share, 1))
-        options = dict(
+        settings = dict(
             max_batch_size=max_batch_tokens,
             batch_type="tokens",
-            beam_size=beam_size,
-            length_penalty=length_penalty,
+            beam_size=d.beam_size,
+            num_hypotheses=n,
+            return_scores=True,
+            length_penalty=d.length_penalty,
             max_input_length=0,  # truncated above, as PyTorch does
             use_vmap=self.has_vmap if use_vmap is None else use_vmap,
             suppress_sequences=self._never,
             no_repeat_ngram_size=d.no_repeat_ngram_size,  # CTranslate2's own guards: 0 and 1
             repetition_penalty=d.repetition_penalty,  # are its defaults, "off"
         )
-        if beam_size == 1 or not self.exact_length_limits:
+        if d.beam_size == 1 or not self.exact_length_limits:
             groups = {max(limits, default=1): list(range(len(pieces)))}
         else:
             groups = defaultdict(list)
@@ -163,13 +175,18 @@ class CT2Translator:
             results = self.translator.translate_batch(
                 [pieces[k] for k in members],
                 max_decoding_length=limit,
-                min_decoding_length=min(min_len, limit),
-                **options,
+                min_decoding_length=min(d.min_len, limit),
+                **settings,
             )
-            hyps = [r.hypotheses[0][: limits[k]] for k, r in zip(members, results, strict=True)]
-            ids = [[self.tokenizer.sp.piece_to_id(p) for p in h] for h in hyps]
-            for k, text in zip(members, self.tokenizer.decode(ids), strict=True):
-                outputs[todo[k]] = cap_char_runs(text, d.max_char_repeat)
+            for k, r in zip(members, results, strict=True):
+                ids = [
+                    [self.tokenizer.sp.piece_to_id(p) for p in h[: limits[k]]] for h in r.hypotheses
+                ]
+                texts = self.tokenizer.decode(ids)
+                outputs[todo[k]] = [
+                    Hypothesis(cap_char_runs(text, d.max_char_repeat), score)
+                    for text, score in zip(texts, r.scores, strict=True)
+                ]
         return outputs
 
     def length_limits(self, src_lens: list[int], max_len_a: float, max_len_b: int) -> list[int]:

@@ -17,15 +17,16 @@ import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from nmt.backends.base import Hypothesis
 from nmt.config import ConfigError
-from nmt.decoding import Decoding, decoding_of
+from nmt.decoding import Decoding, check_nbest, decoding_of
 from nmt.serve.batcher import QueueFull, TranslationFailed
 from nmt.serve.models import ServedModel, Settings
 from nmt.serve.openapi import openapi
@@ -133,15 +134,16 @@ async def _disconnected(request: Request) -> None:
 
 
 async def _translate(
-    request: Request, model: ServedModel, texts: list[str], decoding: Decoding
-) -> tuple[list[str], dict[str, float]]:
+    request: Request, model: ServedModel, texts: list[str], decoding: Decoding, n_best: int = 1
+) -> tuple[list, dict[str, float]]:
     """The translations of `texts` (each split into sentences, batched with other requests'
-    and joined again) and the request's timing."""
+    and joined again) and the request's timing. With `n_best` > 1, each text's `n_best`
+    alternatives instead (`_alternatives`)."""
     settings: Settings = request.app.state.settings
     split_texts = [split(text) for text in texts]
     flat = [s for found, _ in split_texts for s in found]
     try:
-        job = model.batcher.submit(flat, decoding)
+        job = model.batcher.submit(flat, decoding, n_best)
     except QueueFull as e:
         raise ApiError(
             503, f"busy: {e}; retry later", {"Retry-After": str(RETRY_AFTER_S)}
@@ -164,9 +166,26 @@ async def _translate(
         raise ApiError(500, str(e)) from None
     out, i = [], 0
     for found, counts in split_texts:
-        out.append(join(translated[i : i + len(found)], counts))
+        sentences = translated[i : i + len(found)]
+        out.append(
+            join(sentences, counts) if n_best == 1 else _alternatives(sentences, counts, n_best)
+        )
         i += len(found)
     return out, job.timing()
+
+
+def _alternatives(
+    sentences: list[list[Hypothesis]], counts: list[int], n: int
+) -> list[dict[str, object]]:
+    """A text's `n` best translations from its sentences' hypotheses, as Argos Translate
+    combines them: the i-th joins each sentence's i-th hypothesis (its last where it has
+    fewer: a blank sentence has one), scored by the mean of their scores."""
+    out = []
+    for i in range(max((len(h) for h in sentences), default=1) if n > 1 else 1):
+        picked = [h[min(i, len(h) - 1)] for h in sentences]
+        score = sum(h.score for h in picked) / len(picked) if picked else 0.0
+        out.append({"translation": join([h.text for h in picked], counts), "score": score})
+    return out[:n]
 
 
 def _ready(request: Request) -> None:
@@ -185,10 +204,20 @@ async def libre_translate(request: Request) -> Response:
     texts = _texts(body.get("q"), "q", settings)
     if body.get("format", "text") != "text":
         raise ApiError(400, f"Invalid request: format {body.get('format')!r} (only 'text')")
+    alternatives = _integer(body.get("alternatives", 0), "alternatives", 0)
     model = _model(request, body.get("source"), body.get("target"))
     _ready(request)
-    out, _ = await _translate(request, model, texts, settings.decoding)
-    answer: dict[str, object] = {"translatedText": out if isinstance(body["q"], list) else out[0]}
+    decoding = settings.decoding
+    if alternatives:  # as Argos Translate does: a beam wide enough for them
+        decoding = replace(decoding, beam_size=max(decoding.beam_size, alternatives + 1))
+    out, _ = await _translate(request, model, texts, decoding, alternatives + 1)
+    many = isinstance(body["q"], list)
+    if alternatives:
+        others = [[a["translation"] for a in text[1:]] for text in out]
+        out = [text[0]["translation"] for text in out]
+    answer: dict[str, object] = {"translatedText": out if many else out[0]}
+    if alternatives:
+        answer["alternatives"] = others if many else others[0]
     if body.get("source") == "auto":
         detected = {"confidence": 100.0, "language": model.source}
         answer["detectedLanguage"] = (
@@ -197,12 +226,25 @@ async def libre_translate(request: Request) -> Response:
     return JSONResponse(answer)
 
 
-V1_FIELDS = {"text", "source", "target", "decoding"}
+V1_FIELDS = {"text", "source", "target", "decoding", "n_best"}
+MAX_ALTERNATIVES = 16  # LibreTranslate's `alternatives`: beyond, the beam costs too much
+
+
+def _integer(value: object, name: str, minimum: int, maximum: int = MAX_ALTERNATIVES) -> int:
+    """`value` as an integer in [minimum, maximum] (a form sends it as text); 400 otherwise."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ApiError(
+            400, f"Invalid request: {name} must be an integer from {minimum} to {maximum}"
+        )
+    return value
 
 
 @_endpoint("/v1/translate")
 async def v1_translate(request: Request) -> Response:
-    """The native API: text, source, target and `decoding` (fields of `Decoding`)."""
+    """The native API: text, source, target, `decoding` (fields of `Decoding`) and `n_best`
+    (up to the beam size: each text's best translations with their scores in `nbest`)."""
     settings: Settings = request.app.state.settings
     body = await _body(request, settings)
     if unknown := sorted(set(body) - V1_FIELDS):
@@ -215,12 +257,22 @@ async def v1_translate(request: Request) -> Response:
         decoding = decoding_of(settings.decoding, **options)
     except (ConfigError, TypeError) as e:
         raise ApiError(400, f"decoding.{e}") from None
+    try:
+        n_best = check_nbest(body.get("n_best", 1), decoding)
+    except ConfigError as e:
+        raise ApiError(400, str(e)) from None
     model = _model(request, body.get("source"), body.get("target"))
     _ready(request)
-    out, timing = await _translate(request, model, texts, decoding)
+    out, timing = await _translate(request, model, texts, decoding, n_best)
+    many = isinstance(body["text"], list)
+    extra = {}
+    if n_best > 1:
+        extra["nbest"] = out if many else out[0]
+        out = [text[0]["translation"] for text in out]
     return JSONResponse(
         {
-            "translations": out if isinstance(body["text"], list) else out[0],
+            "translations": out if many else out[0],
+            **extra,
             "model": model.name,
             "source": model.source,
             "target": model.target,

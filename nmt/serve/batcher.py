@@ -1,10 +1,11 @@
 """Dynamic batching across requests: the sentences of concurrent requests are queued and
 translated together.
 
-A request (`submit`) is a list of sentences under one `Decoding`. Its sentences join a queue
-per decoding; a batch is taken from the queue whose oldest sentence has waited longest once
-that queue holds `max_batch_tokens` source tokens or its oldest sentence has waited
-`max_wait_ms` (at once when the batcher drains). A batch is at most `max_batch_tokens`
+A request (`submit`) is a list of sentences under one `Decoding` and a number of hypotheses
+per sentence (`n_best`). Its sentences join a queue per (decoding, n_best); a batch is taken
+from the queue whose oldest sentence has waited longest once that queue holds
+`max_batch_tokens` source tokens or its oldest sentence has waited `max_wait_ms` (at once
+when the batcher drains). A batch is at most `max_batch_tokens`
 tokens (a longer sentence goes alone), so a request's sentences may span batches; each
 result lands at its sentence's index, and the request is answered when its last sentence
 is. A batch is taken only when one of the `workers` translator threads is free, so that
@@ -49,12 +50,17 @@ class Job:
     sentences: list[str]
     decoding: Decoding
     future: asyncio.Future
-    results: list[str | None] = field(default_factory=list)
+    n_best: int = 1
+    results: list = field(default_factory=list)  # a text each, or n_best hypotheses each
     left: int = 0
     cancelled: bool = False
     submitted: float = field(default_factory=time.perf_counter)
     started: float | None = None  # its first batch
     translate_s: float = 0.0  # the batches it was in, in total
+
+    @property
+    def queue_key(self) -> tuple[Decoding, int]:
+        return self.decoding, self.n_best
 
     def timing(self) -> dict[str, float]:
         """Milliseconds: queued (until its first batch), translating, total so far."""
@@ -80,7 +86,7 @@ class Batcher:
 
     def __init__(
         self,
-        translate: Callable[[list[str], Decoding], list[str]],
+        translate: Callable[[list[str], Decoding, int], list],
         count_tokens: Callable[[str], int],
         max_batch_tokens: int = 1024,
         max_wait_ms: float = 5.0,
@@ -93,7 +99,7 @@ class Batcher:
         self.max_batch_tokens, self.max_wait = max_batch_tokens, max_wait_ms / 1000
         self.workers, self.queue, self.across_requests = workers, queue, across_requests
         self._observe = observe or (lambda sentences, tokens, seconds: None)
-        self._queues: dict[Decoding, deque[_Item]] = {}
+        self._queues: dict[tuple[Decoding, int], deque[_Item]] = {}
         self._jobs: set[Job] = set()
         self._batches: set[asyncio.Task] = set()
         self._pool: ThreadPoolExecutor | None = None
@@ -137,8 +143,9 @@ class Batcher:
 
     # --- requests -------------------------------------------------------------------------
 
-    def submit(self, sentences: list[str], decoding: Decoding) -> Job:
-        """Queue a request's sentences; await `job.future` for their translations in order."""
+    def submit(self, sentences: list[str], decoding: Decoding, n_best: int = 1) -> Job:
+        """Queue a request's sentences; await `job.future` for their translations in order
+        (`translate(lines, decoding, n_best)`'s results: texts, or lists of hypotheses)."""
         if self.draining or not self._loop_task:
             raise QueueFull("the server is shutting down")
         if len(self._jobs) >= self.queue:
@@ -146,13 +153,15 @@ class Batcher:
                 f"{len(self._jobs)} requests in progress (the queue holds {self.queue})"
             )
         future = asyncio.get_running_loop().create_future()
-        job = Job(list(sentences), decoding, future, [None] * len(sentences), len(sentences))
+        job = Job(
+            list(sentences), decoding, future, n_best, [None] * len(sentences), len(sentences)
+        )
         if not sentences:
             future.set_result([])
             return job
         self._jobs.add(job)
         now = time.perf_counter()
-        q = self._queues.setdefault(decoding, deque())
+        q = self._queues.setdefault(job.queue_key, deque())
         q.extend(_Item(job, i, self._count(s) + 1, now) for i, s in enumerate(sentences))
         self._wake.set()
         return job
@@ -161,7 +170,7 @@ class Batcher:
         """Forget a request: its sentences not yet in a batch are dropped."""
         job.cancelled = True
         self._jobs.discard(job)
-        q = self._queues.get(job.decoding)
+        q = self._queues.get(job.queue_key)
         if q:
             kept = [item for item in q if item.job is not job]
             q.clear()
@@ -180,7 +189,7 @@ class Batcher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            decoding, q = min(self._queues.items(), key=lambda dq: dq[1][0].queued)
+            key, q = min(self._queues.items(), key=lambda kq: kq[1][0].queued)
             waited = time.perf_counter() - q[0].queued
             full = sum(item.tokens for item in q) >= self.max_batch_tokens
             if not (full or self.draining or waited >= self.max_wait):
@@ -193,7 +202,7 @@ class Batcher:
             if not batch:
                 self._slots.release()
                 continue
-            task = asyncio.create_task(self._execute(decoding, batch))
+            task = asyncio.create_task(self._execute(key, batch))
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
 
@@ -207,7 +216,7 @@ class Batcher:
             tokens += item.tokens
         return batch
 
-    async def _execute(self, decoding: Decoding, batch: list[_Item]) -> None:
+    async def _execute(self, key: tuple[Decoding, int], batch: list[_Item]) -> None:
         try:
             start = time.perf_counter()
             for item in batch:
@@ -215,7 +224,7 @@ class Batcher:
             lines = [item.job.sentences[item.index] for item in batch]
             loop = asyncio.get_running_loop()
             try:
-                out = await loop.run_in_executor(self._pool, self._translate, lines, decoding)
+                out = await loop.run_in_executor(self._pool, self._translate, lines, *key)
             except Exception as e:
                 log.exception("a batch of %d sentences failed", len(batch))
                 for job in {item.job for item in batch}:
@@ -240,7 +249,7 @@ class Batcher:
             return
         if error is not None:
             job.future.set_exception(error)
-            q = self._queues.get(job.decoding)
+            q = self._queues.get(job.queue_key)
             if q:  # its other sentences need no translating now
                 kept = [item for item in q if item.job is not job]
                 q.clear()

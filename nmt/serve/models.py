@@ -10,6 +10,7 @@ a folder named like `multi30k-en-de-student`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -101,6 +102,13 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name, path
 
 
+def _translate(translator: Translator, lines: list[str], decoding: Decoding, n_best: int) -> list:
+    """A batch's translations: texts, or with `n_best` > 1 each line's hypotheses."""
+    if n_best == 1:
+        return translator.translate(lines, decoding)
+    return translator.translate_nbest(lines, n_best, decoding)
+
+
 def load_models(
     models: Sequence[str] | Mapping[str, str | Path | Translator],
     settings: Settings,
@@ -135,7 +143,7 @@ def load_models(
             path, translator = None, model
         source, target = pair_of(name, path)
         batcher = Batcher(
-            lambda lines, decoding, t=translator: t.translate(lines, decoding),
+            functools.partial(_translate, translator),
             lambda text, t=translator: len(t.tokenizer.encode(text)),
             max_batch_tokens=settings.max_batch_tokens,
             max_wait_ms=settings.max_wait_ms,

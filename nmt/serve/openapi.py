@@ -33,6 +33,12 @@ def openapi(decoding_fields: list[str], settings: Any) -> dict[str, Any]:
             "source": {"type": "string", "description": "language code, or 'auto'"},
             "target": {"type": "string"},
             "format": {"type": "string", "enum": ["text"]},
+            "alternatives": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 16,
+                "description": "other translations to return (a wider beam when needed)",
+            },
         },
     }
     v1 = {
@@ -47,6 +53,12 @@ def openapi(decoding_fields: list[str], settings: Any) -> dict[str, Any]:
                 "description": "nmt.decoding.Decoding's fields; defaults: the server's",
                 "properties": {name: {"type": "number"} for name in decoding_fields},
                 "additionalProperties": False,
+            },
+            "n_best": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "the best translations of each text to return in `nbest`, "
+                "with their scores (at most the beam size)",
             },
         },
         "additionalProperties": False,
@@ -74,7 +86,15 @@ def openapi(decoding_fields: list[str], settings: Any) -> dict[str, Any]:
                         }
                     },
                     "responses": {
-                        "200": _json({"type": "object", "properties": {"translatedText": _TEXT}}),
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "translatedText": _TEXT,
+                                    "alternatives": {"type": "array"},
+                                },
+                            }
+                        ),
                         **translate_errors,
                     },
                 }
@@ -89,6 +109,11 @@ def openapi(decoding_fields: list[str], settings: Any) -> dict[str, Any]:
                                 "type": "object",
                                 "properties": {
                                     "translations": _TEXT,
+                                    "nbest": {
+                                        "type": "array",
+                                        "description": "with n_best > 1: per text, its best "
+                                        "translations, each {translation, score}",
+                                    },
                                     "model": {"type": "string"},
                                     "decoding": {"type": "object"},
                                     "timing": {
