@@ -26,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nmt.backends.base import SearchTranslator, Translator
+from nmt.backends.foreign import is_foreign
 from nmt.backends.pytorch import TorchTranslator, is_torch, load_ensemble, load_torch
 from nmt.config import ConfigError
 from nmt.decoding import Decoding, is_out_of_memory
@@ -61,9 +62,19 @@ def _load_onnx(path: Path, **options: object) -> object:
     return load_onnx(path, **options)
 
 
+def _load_foreign(path: Path, **options: object) -> object:
+    from nmt.backends.foreign import load_foreign  # CTranslate2 only once a model loads
+
+    return load_foreign(path, **options)
+
+
 # name -> (recogniser, loader); `load` asks each recogniser in turn. Recognisers look at
 # files only; a loader imports its engine, so a process pays only for the engine it uses.
+# "foreign" (models nmt did not make: CTranslate2 folders, Argos packages, Hugging Face
+# folders) is asked first: a Hugging Face folder's model.safetensors would pass for nmt
+# weights, and its recogniser never takes what nmt made (nmt_export.json, no config.json).
 BACKENDS: dict[str, tuple[Callable[[Path], bool], Callable[..., object]]] = {
+    "foreign": (is_foreign, _load_foreign),
     "pytorch": (is_torch, load_torch),
     "ctranslate2": (is_ct2_export, _load_ct2),
     "onnx": (is_onnx_export, _load_onnx),
@@ -94,8 +105,8 @@ def load(
         if recognise(path):
             return loader(path, **options)
     raise ValueError(
-        f"{path}: not a model this toolkit recognises (a run folder, a .pt "
-        f"checkpoint{', or an export' if len(BACKENDS) > 1 else ''})"
+        f"{path}: not a model this toolkit recognises (a run folder, a .pt checkpoint, an "
+        "export, a CTranslate2 folder, an Argos package or a Hugging Face seq2seq folder)"
     )
 
 

@@ -19,7 +19,7 @@ if ! python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
 fi
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev,argos,serve]"
+python -m pip install --quiet -e ".[dev,argos,serve,convert]"
 
 # System packages, with apt when root, else the command to run: TCMalloc (faster training)
 # and Debian's Chromium (the headless browser of nmt-serve's page test, which skips without).

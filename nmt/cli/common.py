@@ -195,3 +195,43 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-vmap", action="store_true", help="CTranslate2: ignore the export's vocabulary map"
     )
+
+
+def add_foreign_args(parser: argparse.ArgumentParser) -> None:
+    """--tokenizer, --source-prefix, --source-suffix and --target-prefix: what a model nmt
+    did not make may need (`nmt.backends.foreign`: recognised from its folder where it can
+    be; a value given wins)."""
+    parser.add_argument(
+        "--tokenizer",
+        dest="tokenizer_files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="foreign model: its tokenizer (SentencePiece model or tokenizer.json); twice: "
+        "the source's then the target's (default: found in the model's folder)",
+    )
+    parser.add_argument(
+        "--source-prefix",
+        metavar="TOKENS",
+        help="foreign model: tokens before each source sentence (NLLB: eng_Latn, "
+        "M2M-100: __en__, multilingual OPUS-MT: >>deu<<)",
+    )
+    parser.add_argument(
+        "--source-suffix",
+        metavar="TOKENS",
+        help="foreign model: tokens after each source sentence (default: </s> where the "
+        "model's decoder starts from it; '' for none)",
+    )
+    parser.add_argument(
+        "--target-prefix",
+        metavar="TOKENS",
+        help="foreign model: the target language token a multilingual model starts from "
+        "(NLLB: deu_Latn, M2M-100: __de__ or de); removed from the output",
+    )
+
+
+def foreign_options(args: argparse.Namespace) -> dict[str, object]:
+    """The `nmt.translate.load` options of `add_foreign_args`' flags that were given."""
+    names = ("tokenizer_files", "source_prefix", "source_suffix", "target_prefix")
+    given = {name: getattr(args, name, None) for name in names}
+    return {name: value for name, value in given.items() if value not in (None, [])}

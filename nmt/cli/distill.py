@@ -9,11 +9,13 @@ from nmt.cli.common import (
     add_beam,
     add_data_dir,
     add_force,
+    add_foreign_args,
     add_guard_args,
     add_languages,
     add_overrides,
     add_threads,
     fail,
+    foreign_options,
     guards_from,
     setup_logging,
     user_errors,
@@ -39,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         action="append",
         help="run folder, .pt checkpoint, CTranslate2 or ONNX export (CTranslate2 int8: "
-        "fastest); several --teacher: an ensemble of PyTorch models",
+        "fastest), or a model nmt did not make: a CTranslate2 folder (OPUS-MT), an Argos "
+        "package, a Hugging Face seq2seq folder (converted once, cached); several "
+        "--teacher: an ensemble of PyTorch models",
     )
     p.add_argument(
         "--data",
@@ -75,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     add_overrides(
         p, "any other setting, e.g. filters.max_ratio=3 or compute_type=int8 (repeatable)"
     )
+    add_foreign_args(p)
     add_force(p, "start over in a folder holding another distillation")
     return p
 
@@ -95,6 +100,7 @@ def distill_main(argv: list[str] | None = None) -> int:
         "max_lines": args.max_lines,
         "mix": args.mix,
         "shard": args.shard,
+        **foreign_options(args),
     }
     try:
         config = load_distill_config(None, args.overrides, flags)

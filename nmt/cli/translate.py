@@ -16,9 +16,11 @@ from nmt.cli.common import (
     add_decoding_args,
     add_engine_args,
     add_force,
+    add_foreign_args,
     add_models,
     decoding_from,
     fail,
+    foreign_options,
     setup_logging,
     user_errors,
 )
@@ -40,8 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_models(
         p,
-        "run folder, checkpoint or export; several -m: an ensemble of PyTorch models "
-        "(or the model of --profile)",
+        "run folder, checkpoint or export, or a model nmt did not make: a CTranslate2 "
+        "folder, an Argos package, a Hugging Face seq2seq folder (converted once, cached); "
+        "several -m: an ensemble of PyTorch models (or the model of --profile)",
         required=False,
     )
     p.add_argument(
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS])
     add_decoding_args(p)
     add_engine_args(p)
+    add_foreign_args(p)
     p.add_argument(
         "--inter-threads", type=int, default=1, help="CTranslate2: batches translated in parallel"
     )
@@ -156,6 +160,7 @@ def translate_main(argv: list[str] | None = None) -> int:
             inter_threads=args.inter_threads,
             compute_type=args.compute_type,
             exact_length_limits=args.exact_length_limits,
+            **foreign_options(args),
         )
     except errors as e:
         return fail(e)

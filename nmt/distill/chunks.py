@@ -71,6 +71,7 @@ def translation_job(
         "lines": lines,
         "chunk_lines": config.chunk_lines,
         "compute_type": config.compute_type,
+        **config.teacher_options(),
         **config.decoding_options(),
     }
 

@@ -77,6 +77,12 @@ class DistillConfig:
     max_lines: int = 0  # distil the first N source lines only (0: all)
     mix: bool = False  # also write mix.*: original pairs + distilled pairs
     shard: str = ""  # "K/N": translate only chunks K, K+N, K+2N, ... (0 <= K < N)
+    # A model nmt did not make (nmt.backends.foreign): its tokenizer files and the tokens
+    # around each sentence, where the folder does not tell (empty: as recognised).
+    tokenizer_files: tuple[str, ...] = ()
+    source_prefix: str | None = None
+    source_suffix: str | None = None
+    target_prefix: str | None = None
     filters: FilterConfig = field(default_factory=FilterConfig)
 
     def __post_init__(self) -> None:
@@ -97,6 +103,17 @@ class DistillConfig:
             return None
         k, n = self.shard.split("/")
         return int(k), int(n)
+
+    def teacher_options(self) -> dict[str, Any]:
+        """The `nmt.translate.load` options for a foreign teacher that were given (part of
+        the job's identity: another target prefix is another translation)."""
+        names = ("tokenizer_files", "source_prefix", "source_suffix", "target_prefix")
+        given = {name: getattr(self, name) for name in names}
+        return {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in given.items()
+            if value not in (None, ())
+        }
 
     def decoding_options(self) -> dict[str, Any]:
         """The options every chunk is translated with (part of the job's identity; a loop

@@ -1,5 +1,5 @@
-"""Where a distilled corpus comes from: the teacher (`teacher_info`: its export or
-checkpoint info and a fingerprint), its dev BLEU where its run recorded one, the machine it
+"""Where a distilled corpus comes from: the teacher (`teacher_info`: its export, checkpoint
+or foreign model info and a fingerprint), its dev BLEU where its run recorded one, the machine it
 translated on, the copies of the validation and test files, and `provenance.json` (teacher,
 backend, decoding settings, versions, source files with sha256, outputs, date)."""
 
@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 def teacher_info(teacher: str | Path | list[str]) -> dict[str, Any]:
     """Where the teacher comes from: its export or checkpoint info and a fingerprint
     (sha256 over its model files) that identifies it in the job and the provenance; for an
-    ensemble, its members' and a fingerprint of them all."""
+    ensemble, its members' and a fingerprint of them all. A model nmt did not make (a
+    CTranslate2 folder, an Argos package, a Hugging Face folder: `nmt.backends.foreign`)
+    is described under `foreign`: its kind and files with sha256 (a Hugging Face folder is
+    converted here, once, so that the converted files are recorded too). Its tokenizer is
+    the teacher's own: the distilled folder holds text only, and a student trained on it
+    trains its own tokenizer."""
     if isinstance(teacher, list):
         members = [teacher_info(t) for t in teacher]
         digest = hashlib.sha256("".join(m["sha256"] for m in members).encode()).hexdigest()
@@ -35,11 +40,15 @@ def teacher_info(teacher: str | Path | list[str]) -> dict[str, Any]:
             "members": members,
             "sha256": digest,
         }
+    from nmt.backends.foreign import is_foreign, model_info
     from nmt.checkpoint import find_checkpoint, load_checkpoint
     from nmt.export.folder import EXPORT_INFO
 
     path = Path(teacher)
-    if path.is_dir() and (path / EXPORT_INFO).is_file():
+    if is_foreign(path):  # a model nmt did not make: its kind and files (see model_info)
+        foreign = model_info(path)
+        info = {"foreign": foreign, "sha256": foreign["sha256"]}
+    elif path.is_dir() and (path / EXPORT_INFO).is_file():
         files = sorted(f for f in path.rglob("*") if f.is_file())
         info: dict[str, Any] = {"export": json.loads((path / EXPORT_INFO).read_text())}
         digest = hashlib.sha256()

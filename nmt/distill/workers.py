@@ -35,6 +35,7 @@ def _load_teacher(teacher: str | list[str], config: DistillConfig):
         threads=config.threads,
         compute_type=config.compute_type,
         inter_threads=1,
+        **config.teacher_options(),
     )
 
 
