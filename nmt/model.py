@@ -36,12 +36,18 @@ def sinusoidal_positions(num_positions: int, dim: int) -> Tensor:
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout from a uniform mask: on CPU about 2x faster than `F.dropout`, whose
-    Bernoulli sampling dominated the cost of dropout in profiles of training steps."""
+    """Inverted dropout whose mask compares 16 random bits a value with `p` (so `p` is taken
+    to the nearest 1/65,536, and the kept values scaled by the exact inverse of what is
+    kept). The bits come four to a 64-bit draw: on CPU the mask costs ~6 ms per 4M values
+    against ~14 ms for `torch.rand` (a float a draw) and ~30 ms for `F.dropout`'s Bernoulli
+    sampling; training the small model ~1.15x faster in float32 (docs/training.md)."""
     if not training or p == 0.0:
         return x
-    keep = torch.rand(x.shape, device=x.device) >= p
-    return x * keep * (1.0 / (1.0 - p))
+    drop = round(p * 65536)  # of 65,536 values of 16 bits, those below -32768 + drop go
+    n = x.numel()
+    draws = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+    bits = draws.view(torch.int16)[:n].view(x.shape)
+    return x * (bits >= drop - 32768) * (65536 / (65536 - drop))
 
 
 class Dropout(nn.Module):

@@ -74,3 +74,18 @@ def test_too_long_input_is_a_clear_error(tiny_model):
 def test_config_rejects_heads_not_dividing_d_model():
     with pytest.raises(ValueError, match="model.heads"):
         ModelConfig(d_model=30, heads=4)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_dropout_drops_p_and_keeps_the_expectation(p):
+    from nmt.model import dropout
+
+    torch.manual_seed(0)
+    x = torch.full((1000, 1000), 2.0)
+    y = dropout(x, p, training=True)
+    assert abs((y == 0).float().mean().item() - p) < 0.003  # 1M draws: sd ~0.0005
+    assert abs(y.mean().item() - 2.0) < 0.01
+    assert y.unique().tolist() == pytest.approx([0.0, 2.0 * 65536 / (65536 - round(p * 65536))])
+    assert dropout(x, p, training=False) is x
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, p, training=True), y)  # the seed decides the mask

@@ -67,6 +67,21 @@ def test_tiny_model_overfits_toy_pairs(tmp_path, toy_corpus):
     assert translator.translate(sources, beam_size=4) == [t for _, t in TOY_PAIRS]
 
 
+def test_log_records_the_share_of_padding(tmp_path, toy_corpus):
+    """Each log window says which share of the batches' token slots was padding: none when
+    every batch holds one sentence, some when sentences of several lengths share one."""
+
+    def padding(name: str, *extra: str) -> tuple[float, float]:
+        train(toy_config(tmp_path / name, toy_corpus, "train.max_steps=5", *extra))
+        log = (tmp_path / name / "log.jsonl").read_text().splitlines()
+        (record,) = [r for r in map(json.loads, log) if r["type"] == "train"]
+        return record["src_padding"], record["tgt_padding"]
+
+    assert padding("alone", "train.batch_tokens=2") == (0.0, 0.0)
+    src, tgt = padding("shared", "train.batch_tokens=256")
+    assert 0 < src < 1 and 0 < tgt < 1
+
+
 def test_resume_gives_the_same_run_as_uninterrupted(tmp_path, toy_corpus):
     full = toy_config(tmp_path / "full", toy_corpus, "train.max_steps=30")
     train(full)

@@ -106,8 +106,13 @@ def show_train_record(
     )
     seconds_per_update = record["tgt_tokens_per_update"] / max(record["tgt_tokens_per_s"], 1e-9)
     left = max(max_steps - record["step"], 0) * seconds_per_update
+    padding = (
+        f" | pad {record['src_padding']:.0%}/{record['tgt_padding']:.0%}"
+        if "src_padding" in record
+        else ""
+    )
     log.info(
-        "step %d%s | epoch %d | loss %.4f | ppl %.2f | lr %.3e | %.0f tgt tok/s%s",
+        "step %d%s | epoch %d | loss %.4f | ppl %.2f | lr %.3e | %.0f tgt tok/s%s%s",
         record["step"],
         f"/{max_steps}" if max_steps else "",
         record["epoch"],
@@ -115,6 +120,7 @@ def show_train_record(
         record["ppl"],
         record["lr"],
         record["tgt_tokens_per_s"],
+        padding,
         f" | ETA {_duration(left)}" if max_steps else "",
     )
     run_log.append(record)

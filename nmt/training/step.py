@@ -22,6 +22,7 @@ from nmt.training.finetune import apply_freezing
 from nmt.training.optim import lr_schedule, make_optimizer
 from nmt.training.sampling import first_pass, mix_inputs, mixing_probability
 from nmt.training.validation import label_smoothed_loss
+from nmt.vocab import PAD
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class Step:
     ddp: DistributedDataParallel | None = None
     run_dir: Path | str = ""
     nonfinite: int = field(default=0, init=False)  # updates in a row skipped as non-finite
+    # Since `take_padding`: real and padded (slots) source and target tokens of this rank.
+    padding: list[int] = field(default_factory=lambda: [0, 0, 0, 0], init=False)
 
     def __call__(self, next_batch: Callable[[], Batch], done: int) -> tuple[Tensor, Tensor, Tensor]:
         """Update `done` + 1 over the next `accum_steps` batches of `next_batch`; returns
@@ -96,6 +99,7 @@ class Step:
     def _backward(self, batch: Batch, sampling: float, last: bool) -> tuple[Tensor, Tensor, Tensor]:
         """Forward and backward of one batch; its summed loss, nll and target tokens."""
         c = self.config
+        self._count_padding(batch)
         src, tgt_in, tgt_out = (t.to(self.device, non_blocking=True) for t in batch)
         with self._gradient_sync(last):
             with self._autocast():
@@ -109,6 +113,32 @@ class Step:
             # (and DDP's mean over the ranks makes each of the world x accum batches so).
             self.scaler.scale(loss / ntok.clamp(min=1) / c.accum_steps).backward()
         return loss, nll, ntok
+
+    def _count_padding(self, batch: Batch) -> None:
+        """Count the batch's real and padded tokens (on the host, where batches are made:
+        no device synchronisation)."""
+        src, _, tgt_out = batch
+        if src.device.type != "cpu":
+            return
+        counts = (
+            int((src != PAD).sum()),
+            src.numel(),
+            int((tgt_out != PAD).sum()),
+            tgt_out.numel(),
+        )
+        self.padding = [a + b for a, b in zip(self.padding, counts, strict=True)]
+
+    def take_padding(self) -> dict[str, float]:
+        """The share of padding in this rank's source and target batches since the last
+        call (the waste of batching by length: `nmt.data.batching.make_batches`)."""
+        src_real, src_slots, tgt_real, tgt_slots = self.padding
+        self.padding = [0, 0, 0, 0]
+        if not src_slots:
+            return {}
+        return {
+            "src_padding": round(1 - src_real / src_slots, 4),
+            "tgt_padding": round(1 - tgt_real / max(tgt_slots, 1), 4),
+        }
 
     def _autocast(self):
         if self.amp_dtype is None:

@@ -335,6 +335,7 @@ class Trainer:
         window = self.window.take()
         lr = self.scheduler.get_last_lr()[0]
         record = train_record(self.config.train, s, window, self.batches.epoch, lr)
+        record.update(self.stepper.take_padding())
         s.target_tokens += window[2]
         if self.main:
             show_train_record(record, bar, self.run_log, self.config.train.max_steps)
