@@ -43,6 +43,8 @@ from typing import Any
 
 import yaml
 
+from nmt.machine import cpu_features
+
 log = logging.getLogger("train_speed_eole")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -596,9 +598,10 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         *(f"- Ratio nmt ({name}) / eole: **{r:.2f}x**" for name, r in ratios.items()),
         "",
         "Target tok/s: the mean of the per-interval figures each trainer logs, after the first.",
-        "Precision `auto` is nmt's default: bf16 autocast on this CPU (AMX); eole trains in fp32",
-        "on the CPU. nmt runs with TCMalloc when the system has it (its default: `nmt-train`",
-        "re-executes itself with the allocator preloaded).",
+        "Precision `auto` is nmt's default: bf16 autocast where the CPU has native bf16",
+        f"(this one: {', '.join(cpu_features()) or 'unknown'}); eole trains in fp32 on the CPU.",
+        "nmt runs with TCMalloc when the system has it (its default: `nmt-train` re-executes",
+        "itself with the allocator preloaded; the nmt-train log names the allocator).",
     ]
     if result["shared_cpu"]:
         lines += [
