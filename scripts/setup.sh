@@ -6,7 +6,8 @@
 #
 # Installs torch's CPU wheel (the exact pin: a loose spec downloads multi-GB CUDA builds),
 # nmt in editable mode with its `dev` (tests, ruff) and `argos` (Argos Translate packages and
-# their tests) and `serve` (nmt-serve) extras, TCMalloc, the allocator nmt-train preloads
+# their tests), `serve` (nmt-serve) and `convert` (Hugging Face models as teachers, and their
+# tests) extras, TCMalloc, the allocator nmt-train preloads
 # when present (training ~1.1x faster in float32 and ~1.6x in bf16 on 2 cores:
 # docs/training.md), and Chromium for the server page's browser test. The last two are
 # system packages: installed with apt when this runs as root, else the command is printed.
