@@ -36,7 +36,7 @@ apt_install() {  # PACKAGE WHAT
 if python -c 'from nmt.allocator import find_tcmalloc; import sys; sys.exit(not find_tcmalloc())'; then
     echo "TCMalloc: installed (nmt-train runs under it)"
 else
-    apt_install libtcmalloc-minimal4 "faster training (nmt-train runs under glibc malloc)"
+    apt_install libtcmalloc-minimal4 "the fastest training (until then nmt-train runs under mimalloc, from pip)"
 fi
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
     apt_install chromium "the browser test of nmt-serve's page"
