@@ -358,3 +358,34 @@ def test_translate_needs_a_model_or_a_profile(tmp_path, capsys):
     assert translate_main(["--profile", str(tmp_path / "absent.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "absent.json: no such profile" in err[0]
+
+
+def test_serve_with_a_profile_serves_what_was_measured(export, tmp_path, monkeypatch):
+    """nmt-serve --profile: the profile's model, compute type, threads, translators,
+    vocabulary map and decoding; explicit flags still win."""
+    from nmt.cli import serve as serve_cli
+
+    deploy = toy_profile(export, tmp_path)
+    profile = load_profile(deploy)
+    args, decoding, use_vmap = serve_cli._parse(["--profile", str(deploy)])
+    assert args.model == [str(export)] and (args.compute_type, args.threads) == ("int8", 1)
+    assert args.workers == profile.inter_threads and use_vmap is False
+    assert decoding == profile.decoding and decoding.min_len == 2
+    args, decoding, _ = serve_cli._parse(
+        ["--profile", str(deploy), "--beam", "1", "--workers", "2"]
+    )
+    assert decoding.beam_size == 1 and decoding.length_penalty == 0.8 and args.workers == 2
+
+    served = {}
+
+    def run(server, host, port, log_level):  # what uvicorn would serve
+        served.update(server.state.models, settings=server.state.settings)
+
+    monkeypatch.setattr("uvicorn.run", run)
+    assert serve_cli.serve_main(["--profile", str(deploy), "-m", f"en-de={export}"]) == 0
+    settings = served.pop("settings")
+    assert settings.decoding == profile.decoding and settings.use_vmap is False
+    (model,) = served.values()
+    assert model.translator.compute_type == "int8" and model.translator.threads == 1
+    with pytest.raises(SystemExit):  # neither -m nor --profile
+        serve_cli._parse(["--port", "1"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 
 from nmt.cli.common import add_beam, add_device, add_threads, fail, setup_logging, user_errors
 from nmt.decoding import Decoding
@@ -27,11 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         "-m",
-        required=True,
         action="append",
         metavar="[NAME=]MODEL",
         help="a model (export, run folder, checkpoint); NAME, e.g. en-de, names its language "
         "pair where the export does not record it (repeatable: one model per pair)",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="deploy.json",
+        help="the runtime `nmt-bench --choose` picked: its model (unless -m), compute type, "
+        "vocabulary map, threads (per batch), translators (--workers) and decoding become "
+        "the defaults; a warning when it was measured on another CPU",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
@@ -90,8 +97,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Decoding, bool | None]:
+    """The options, the default decoding and the vocabulary-map choice (None: the export's),
+    from the command line over the profile's."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.profile:
+        if not args.model:
+            parser.error("the following arguments are required: --model/-m (or --profile)")
+        return args, Decoding(beam_size=args.beam), None
+    from nmt.bench.choose import check_machine, load_profile
+
+    profile = load_profile(args.profile)
+    if profile.ensemble:
+        parser.error(f"{args.profile}: an ensemble; nmt-serve serves one model per pair")
+    ct2 = profile.backend == "ctranslate2"
+    parser.set_defaults(
+        beam=profile.decoding.beam_size,
+        compute_type=profile.compute_type if ct2 else "default",
+        device=profile.device,
+        threads=profile.threads,
+        workers=profile.inter_threads,
+    )
+    args = parser.parse_args(argv)
+    args.model = args.model or [profile.model]
+    check_machine(profile, args.profile)
+    return args, replace(profile.decoding, beam_size=args.beam), profile.use_vmap
+
+
 def serve_main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args, decoding, use_vmap = _parse(argv)
+    except user_errors() as e:
+        return fail(e)
     setup_logging(args.verbose)
     try:
         import uvicorn
@@ -109,7 +147,8 @@ def serve_main(argv: list[str] | None = None) -> int:
             queue=args.queue,
             timeout_s=args.timeout,
             batching=not args.no_batching,
-            decoding=Decoding(beam_size=args.beam),
+            decoding=decoding,
+            use_vmap=use_vmap,
         )
         server = app(
             args.model,

@@ -42,6 +42,7 @@ class Settings:
     timeout_s: float = 60.0  # a request not answered by then gets 504
     batching: bool = True  # False: a batch holds one request's sentences only
     decoding: Decoding = field(default_factory=Decoding)  # a request's default decoding
+    use_vmap: bool | None = None  # CTranslate2's vocabulary map (None: where the export has one)
 
     def __post_init__(self) -> None:
         for name in ("max_batch_tokens", "workers", "max_chars", "queue"):
@@ -102,11 +103,16 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name, path
 
 
-def _translate(translator: Translator, lines: list[str], decoding: Decoding, n_best: int) -> list:
+def _translate(
+    translator: Translator, use_vmap: bool | None, lines: list[str], decoding: Decoding, n_best: int
+) -> list:
     """A batch's translations: texts, or with `n_best` > 1 each line's hypotheses."""
+    vmap = (
+        {"use_vmap": use_vmap} if use_vmap is not None and hasattr(translator, "has_vmap") else {}
+    )
     if n_best == 1:
-        return translator.translate(lines, decoding)
-    return translator.translate_nbest(lines, n_best, decoding)
+        return translator.translate(lines, decoding, **vmap)
+    return translator.translate_nbest(lines, n_best, decoding, **vmap)
 
 
 def load_models(
@@ -143,7 +149,7 @@ def load_models(
             path, translator = None, model
         source, target = pair_of(name, path)
         batcher = Batcher(
-            functools.partial(_translate, translator),
+            functools.partial(_translate, translator, settings.use_vmap),
             lambda text, t=translator: len(t.tokenizer.encode(text)),
             max_batch_tokens=settings.max_batch_tokens,
             max_wait_ms=settings.max_wait_ms,
