@@ -5,7 +5,11 @@ student's run config, the distillation settings, the export and the benchmark gr
 output lives under the pipeline's `root` (`Layout` names each path):
 
     ROOT/TEACHER/             the teacher's run folder (nmt-train), or the run folder made
-                              from a trained model's weights (`teacher.model`: nmt.training.adopt)
+                              from a trained model's weights (`teacher.model`: nmt.training.adopt),
+                              or the record (summary.json) of a model nmt did not make
+                              (`teacher.model` a CTranslate2 folder, an Argos package, a
+                              Hugging Face folder: it distils as it is, is never exported,
+                              and the zoo scores it below its table)
     ROOT/exports/TEACHER-distill-Q/  the teacher exported to CTranslate2 (type Q) to distil
     ROOT/distilled/           the distilled dataset folder (nmt.distill)
     ROOT/STUDENT/             one run folder per student

@@ -37,8 +37,10 @@ STAGES = ("teacher", "distill", "export", "bench", "zoo", "release")  # students
 class RunStage:
     """A model to train: a run config plus ``--set`` overrides; `data` says what a student
     learns from (the teacher always learns from the original corpus). A teacher with a
-    `model` (a weights folder, e.g. models/multi30k-tiny/s1) is adopted, not trained
-    (`nmt.training.adopt`): its config then names the data, the weights bring their own shape."""
+    `model` is adopted, not trained (`nmt.training.adopt`): a weights folder (e.g.
+    models/multi30k-tiny/s1), or a model nmt did not make (`nmt.backends.foreign`: a
+    CTranslate2 folder with its tokenizer, an Argos package, a Hugging Face folder) that
+    distils as it is. Its config then names the data; the model brings its own shape."""
 
     name: str
     config: str
@@ -146,7 +148,9 @@ class PipelineConfig:
     # Processes per training stage: 1 trains in this process; N > 1 launches
     # `torchrun --standalone --nproc_per_node N -m nmt train` (DDP: gloo on CPU, NCCL on GPUs)
     nproc: int = 1
-    share_tokenizer: bool = True  # students reuse the teacher's SentencePiece model
+    # Students reuse the teacher's SentencePiece model; unset: yes, unless the teacher is a
+    # foreign model (its tokenizer is its own: students then train theirs, as with false)
+    share_tokenizer: bool | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
     export: ExportStage = field(default_factory=ExportStage)
     bench: BenchStage = field(default_factory=BenchStage)
@@ -158,7 +162,7 @@ class PipelineConfig:
         check_number(self.teacher_min_bleu, "teacher_min_bleu", "[0, 100]")
         check(self.nproc >= 1, "nproc", "must be >= 1")
         check(
-            not self.zoo or self.export.teacher,
+            not self.zoo or self.export.teacher or self.foreign_teacher,
             "zoo",
             "needs export.teacher: true (the zoo compares every model with the teacher)",
         )
@@ -203,6 +207,32 @@ class PipelineConfig:
             names.append(f.name)
 
     @property
+    def foreign_teacher(self) -> bool:
+        """The teacher is a model nmt did not make (`nmt.backends.foreign`): it is recorded,
+        not copied (`nmt.training.adopt.adopt_foreign`), distils as it is (`teacher_export`
+        does not apply), is never exported (`export.teacher` then only benchmarks it) and
+        appears in the zoo below the table (`zoo.md`), which describes nmt's models."""
+        from nmt.backends.foreign import is_foreign
+
+        return bool(self.teacher.model) and is_foreign(Path(self.teacher.model))
+
+    @property
+    def shares_tokenizer(self) -> bool:
+        """Students reuse the teacher's SentencePiece model (`share_tokenizer`, resolved)."""
+        if self.share_tokenizer is None:
+            return not self.foreign_teacher
+        return self.share_tokenizer
+
+    @property
+    def benched_teacher(self) -> bool:
+        """The benchmark measures the teacher: its export, or a foreign teacher as it is
+        when it needs none of the distill section's tokenizer or prefix options (a
+        benchmark cell loads a model without options)."""
+        if not self.export.teacher:
+            return False
+        return not (self.foreign_teacher and self.distill.teacher_options())
+
+    @property
     def layout(self) -> Layout:
         """Where each of this pipeline's outputs lives."""
         return Layout(
@@ -224,15 +254,38 @@ def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> Pipelin
         config = from_dict(PipelineConfig, raw, "")
         model = config.teacher.model
         check(
-            not model or is_weights(model),
+            not model or config.foreign_teacher or is_weights(model),
             "teacher.model",
-            f"{model}: not a weights folder (no model.safetensors there)",
+            f"{model}: not a weights folder (no model.safetensors there) nor a model nmt "
+            "did not make (a CTranslate2 folder, an Argos package, a Hugging Face folder)",
         )
+        if config.foreign_teacher:
+            _check_foreign_teacher(config)
         for stage in (config.teacher, *config.students, *config.finetune):
             load_run_config(stage.config, list(stage.set))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
     return config
+
+
+def _check_foreign_teacher(c: PipelineConfig) -> None:
+    """What a foreign teacher cannot do: lend its tokenizer, be fine-tuned, run in PyTorch,
+    or stand in the zoo's first row that a release's model card compares with."""
+    name = c.teacher.name
+    check(
+        not c.share_tokenizer,
+        "share_tokenizer",
+        "a foreign teacher's tokenizer is its own: students train theirs (leave it out or false)",
+    )
+    for i, f in enumerate(c.finetune):
+        check(f.parent != name, f"finetune[{i}].parent", "nmt fine-tunes only its own models")
+    check(name not in c.bench.pytorch, "bench.pytorch", f"{name!r} is a foreign model")
+    check(
+        not c.release.dir,
+        "release.dir",
+        "its model card compares the student with the teacher's zoo row, which a foreign "
+        "teacher does not have (the student's export is under ROOT/exports)",
+    )
 
 
 def plain(value: Any) -> Any:
@@ -246,6 +299,14 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def teacher_load_options(c: PipelineConfig) -> dict[str, Any]:
+    """The `nmt.translate.load` options of a foreign teacher: as distillation loads it (its
+    device, threads, compute type, tokenizer files and prefixes)."""
+    d = c.distill
+    options = {"device": d.device, "threads": d.threads, "compute_type": d.compute_type}
+    return options | d.teacher_options()
 
 
 # --- run configs of the training stages ----------------------------------------------------
@@ -273,7 +334,7 @@ def student_run_config(c: PipelineConfig, student: RunStage) -> RunConfig:
             train="train" if student.data == "distilled" else "mix",
         )
     run = replace(run, run_dir=str(layout.run(student.name)), data=replace(run.data, **where))
-    if c.share_tokenizer:
+    if c.shares_tokenizer:
         spm = str(layout.teacher_tokenizer)
         run = replace(run, tokenizer=replace(run.tokenizer, model=spm))
     return run

@@ -10,14 +10,15 @@ before waiting. What is probed, for the stages not done yet:
   token ids of a typical caption's length, timed after a warm-up update; times
   `train.max_steps` x `accum_steps` (capped by `train.max_minutes`). Validations are not
   probed (a model that is not trained decodes to its length limit): they add to it.
-- distillation: the teacher, exported as distillation will use it (into a temporary folder),
-  translating the first training sources with the distillation's beam and threads; times the
-  corpus' lines over the workers. Not known before a teacher that must first be trained.
+- distillation: the teacher, exported as distillation will use it (into a temporary folder;
+  a foreign teacher as it is, with the distill section's options), translating the first
+  training sources with the distillation's beam and threads; times the corpus' lines over
+  the workers. Not known before a teacher that must first be trained.
 - the benchmark: its cells times their timed passes (`repeats` + 1 passes of
   `min_pass_seconds`, plus loading): a rule of thumb from its settings, not a probe.
 
-Exports, the adopted teacher's dev scoring and the zoo take seconds to a minute and are not
-estimated.
+Exports, the adopted (or foreign) teacher's dev scoring and the zoo take seconds to a minute
+and are not estimated.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from nmt.pipeline.config import (
     PipelineConfig,
     finetune_run_config,
     student_run_config,
+    teacher_load_options,
     teacher_run_config,
 )
 from nmt.training.probe import probe_updates  # the trainer's own update, timed
@@ -129,6 +131,7 @@ def distillation(c: PipelineConfig, teacher: RunConfig, model: str) -> StageEsti
     """The corpus' lines at the probed lines per second of one worker, over the workers."""
     from nmt.data.corpus import read_lines
     from nmt.data.datasets import split_paths
+    from nmt.translate import load
 
     if not model:
         return StageEstimate("distill", None, "after the teacher is trained")
@@ -136,7 +139,10 @@ def distillation(c: PipelineConfig, teacher: RunConfig, model: str) -> StageEsti
     lines = min(len(sources), c.distill.max_lines or len(sources))
     d = c.distill
     with tempfile.TemporaryDirectory(prefix="nmt-probe-") as tmp:
-        translator = _distill_translator(model, c.teacher_export, Path(tmp), d.threads)
+        if c.foreign_teacher:  # distils as it is: no export
+            translator = load(model, backend="foreign", **teacher_load_options(c))
+        else:
+            translator = _distill_translator(model, c.teacher_export, Path(tmp), d.threads)
         probe = sources[:PROBE_LINES]
         translator.translate(probe[:8], d.decoding)  # warm-up
         start = time.perf_counter()
@@ -166,7 +172,7 @@ def _distill_translator(model: str, quantization: str, tmp: Path, threads: int):
 def benchmark(c: PipelineConfig) -> StageEstimate:
     b = c.bench
     trained = len(c.students) + len(c.finetune)  # each with its extra exports
-    models = trained * (1 + len(c.export.student_extras)) + int(c.export.teacher)
+    models = trained * (1 + len(c.export.student_extras)) + int(c.benched_teacher)
     models += len(b.pytorch)
     variants = len(b.use_vmap) or (2 if c.export.vmap else 1)
     cells = models * len(b.beam_sizes) * len(b.batch_sizes) * len(b.threads) * variants

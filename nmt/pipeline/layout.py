@@ -1,6 +1,6 @@
 """Where a pipeline's outputs live: every path under its root, named in one place.
 
-    ROOT/TEACHER/                        the teacher's run folder
+    ROOT/TEACHER/                        the teacher's run folder (a foreign teacher's record)
     ROOT/STUDENT/, ROOT/FINETUNED/       one run folder per student and fine-tuning stage
                                          (ROOT/NAME.launch.yaml, .log: one run in N processes)
     ROOT/distilled/                      the distilled dataset folder (stats.json in it)

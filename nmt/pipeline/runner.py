@@ -29,16 +29,20 @@ from nmt.pipeline.config import (
     finetune_run_config,
     plain,
     student_run_config,
+    teacher_load_options,
     teacher_run_config,
 )
 from nmt.pipeline.estimate import busy_cpus, estimate_pipeline, report
 from nmt.pipeline.layout import Layout
 from nmt.pipeline.stages import (
     PipelineError,
+    adopt_foreign_stage,
     adopt_stage,
     bench_stage,
     distill_stage,
     export_stage,
+    foreign_bench_name,
+    foreign_id,
     release_stage,
     train_stage,
     weights_id,
@@ -83,15 +87,19 @@ def plan(c: PipelineConfig) -> list[Stage]:
     for name, run in (students | finetuned).items():
         train = functools.partial(train_stage, run, c.nproc)
         stages.append(Stage(name, plain(run.to_dict()), train, run_defaults))
-    models = ({c.teacher.name: teacher} if c.export.teacher else {}) | students | finetuned
+    # The models nmt exports (and benchmarks, and tabulates): a foreign teacher is not one
+    exported_teacher = c.export.teacher and not c.foreign_teacher
+    models = ({c.teacher.name: teacher} if exported_teacher else {}) | students | finetuned
     export_spec = {**plain(c.export), "models": list(models)}
     export = functools.partial(export_stage, c.layout, models, c.export, tuple(students))
     stages.append(Stage("export", export_spec, export))
+    foreign = {"foreign_teacher": c.teacher.model} if c.foreign_teacher else {}
     if c.bench.enabled:
-        bench_spec = {**plain(c.bench), "models": list(models)}
+        benched = [foreign_bench_name(c.teacher.name)] if foreign and c.benched_teacher else []
+        bench_spec = {**plain(c.bench), "models": [*benched, *models]}
         stages.append(Stage("bench", bench_spec, lambda: bench_stage(c, teacher, models)))
     if c.zoo:
-        zoo_spec = {"models": list(models), "bench": c.bench.enabled}
+        zoo_spec = {"models": list(models), "bench": c.bench.enabled, **foreign}
         stages.append(Stage("zoo", zoo_spec, lambda: zoo_stage(c, teacher, models)))
     if c.release.dir:
         stages.append(Stage("release", plain(c.release), lambda: release_stage(c)))
@@ -99,7 +107,17 @@ def plan(c: PipelineConfig) -> list[Stage]:
 
 
 def _teacher(c: PipelineConfig, teacher: RunConfig, defaults: dict[str, Any]) -> Stage:
-    """Train the teacher, or adopt its weights (`teacher.model`): the spec names them."""
+    """Train the teacher, or adopt its weights (`teacher.model`): the spec names them. A
+    foreign teacher is recorded and scored on the dev split: its spec is the model, the
+    options it loads with (its threads aside: they change no output) and the data."""
+    if c.foreign_teacher:
+        options = {k: v for k, v in teacher_load_options(c).items() if k != "threads"}
+        spec = {
+            "adopted": foreign_id(c.teacher.model),
+            "options": plain(options),
+            "data": plain(teacher.data),
+        }
+        return Stage("teacher", spec, functools.partial(adopt_foreign_stage, c, teacher))
     spec = plain(teacher.to_dict())
     if c.teacher.model:
         spec = {"adopted": weights_id(c.teacher.model), **spec}
@@ -109,9 +127,10 @@ def _teacher(c: PipelineConfig, teacher: RunConfig, defaults: dict[str, Any]) ->
 
 
 def _distill(c: PipelineConfig, teacher: RunConfig) -> Stage:
-    """Distil the teacher's corpus: the spec is its export's type, the corpus and the
-    distillation settings."""
-    spec = {"teacher_export": c.teacher_export, "data": plain(teacher.data), **plain(c.distill)}
+    """Distil the teacher's corpus: the spec is its export's type (none for a foreign
+    teacher: it distils as it is), the corpus and the distillation settings."""
+    export = "" if c.foreign_teacher else c.teacher_export
+    spec = {"teacher_export": export, "data": plain(teacher.data), **plain(c.distill)}
     return Stage("distill", spec, lambda: distill_stage(c, teacher), plain(DistillConfig()))
 
 

@@ -2,7 +2,8 @@
 its result (what the stage's marker records).
 
 `train_stage` and `adopt_stage` make a run folder (teacher, student, fine-tuned model),
-`distill_stage` the distilled dataset, `export_stage` the exports, `bench_stage` the
+`adopt_foreign_stage` the record of a teacher nmt did not make, `distill_stage` the
+distilled dataset, `export_stage` the exports, `bench_stage` the
 benchmark, `zoo_stage` the model table and `release_stage` the release. Each resumes what an
 interrupted call left: training from `last.pt`, distillation from its chunk files, export
 per model, benchmarking per cell. Paths come from the pipeline's `Layout`.
@@ -24,7 +25,13 @@ from nmt.config import DataConfig, RunConfig
 from nmt.data.datasets import split_paths
 from nmt.fileio import atomic_write_text
 from nmt.outputs import claim, open_nofollow
-from nmt.pipeline.config import ExportStage, PipelineConfig, parse_extra, plain
+from nmt.pipeline.config import (
+    ExportStage,
+    PipelineConfig,
+    parse_extra,
+    plain,
+    teacher_load_options,
+)
 from nmt.pipeline.layout import Layout
 
 log = logging.getLogger(__name__)
@@ -37,6 +44,11 @@ class PipelineError(RuntimeError):
 def pytorch_bench_name(name: str) -> str:
     """Model `name`'s run folder as the benchmark names it (`bench.pytorch`)."""
     return f"{name}-pt"
+
+
+def foreign_bench_name(name: str) -> str:
+    """A foreign teacher as the benchmark names it (measured as it is, not exported)."""
+    return f"{name}-foreign"
 
 
 # --- training ------------------------------------------------------------------------------
@@ -66,6 +78,35 @@ def adopt_stage(model: str, run: RunConfig) -> dict[str, Any]:
 
     summary = adopt(model, run)
     return {k: v for k, v in summary.items() if k != "validations"}
+
+
+def adopt_foreign_stage(c: PipelineConfig, run: RunConfig) -> dict[str, Any]:
+    """The record of a foreign teacher (`nmt.training.adopt.adopt_foreign`), scored as the
+    distill section loads it (device, threads, compute type, tokenizer and prefixes)."""
+    from nmt.training.adopt import adopt_foreign
+
+    summary = adopt_foreign(c.teacher.model, run, **teacher_load_options(c))
+    result = {k: v for k, v in summary.items() if k != "validations"}
+    adopted = summary["adopted"]  # its files are in the record, not repeated in the marker
+    result["adopted"] = {k: adopted[k] for k in ("source", "sha256", "options")}
+    return result
+
+
+def foreign_id(model: str) -> dict[str, str]:
+    """A foreign model as a stage spec: its path and one sha256 over its files (an
+    archive: the file's own)."""
+    from nmt.backends.convert import fingerprint
+    from nmt.fileio import file_sha256
+
+    path = Path(model)
+    if path.is_file():
+        return {"path": model, "sha256": file_sha256(path)}
+    files = {
+        f.relative_to(path).as_posix(): file_sha256(f)
+        for f in sorted(path.rglob("*"))
+        if f.is_file()
+    }
+    return {"path": model, "sha256": fingerprint(files)}
 
 
 def weights_id(model: str) -> dict[str, str]:
@@ -120,14 +161,20 @@ def _launch(run: RunConfig, nproc: int, resume: bool) -> dict[str, Any]:
 
 
 def distill_stage(c: PipelineConfig, teacher: RunConfig) -> dict[str, Any]:
+    """Distil with the teacher's export (`teacher_export`) or run folder; a foreign teacher
+    distils as it is, with the distill section's tokenizer and prefix options."""
     from nmt.checkpoint import find_checkpoint
     from nmt.distill import distill
 
     layout = c.layout
-    model = Path(teacher.run_dir)
-    check_teacher(c, find_checkpoint(model))
-    if c.teacher_export:
-        model = _export_once(model, layout.distill_export, c.teacher_export, vmap=None)
+    if c.foreign_teacher:
+        check_foreign_teacher(c)
+        model = Path(c.teacher.model)
+    else:
+        model = Path(teacher.run_dir)
+        check_teacher(c, find_checkpoint(model))
+        if c.teacher_export:
+            model = _export_once(model, layout.distill_export, c.teacher_export, vmap=None)
     result = distill(model, teacher.data, layout.distilled, c.distill)
     return {k: v for k, v in result.stats.items() if k not in ("examples", "hardware")}
 
@@ -161,6 +208,25 @@ def check_teacher(c: PipelineConfig, checkpoint: Path) -> None:
         )
     else:
         log.info("teacher: dev BLEU %.2f (teacher_min_bleu %g)", bleu, c.teacher_min_bleu)
+
+
+def check_foreign_teacher(c: PipelineConfig) -> None:
+    """`check_teacher` for a foreign teacher: the floor applies to the dev BLEU its teacher
+    stage measured through it (the record's summary.json)."""
+    if not c.teacher_min_bleu:
+        return
+    record = c.layout.teacher / "summary.json"
+    bleu = json.loads(record.read_text(encoding="utf-8"))["best_valid_bleu"]
+    if bleu < c.teacher_min_bleu:
+        raise PipelineError(
+            f"the teacher's dev BLEU {bleu:.2f} ({c.teacher.model}, greedy: {record}) is "
+            f"below teacher_min_bleu {c.teacher_min_bleu:g}: distilling it would teach the "
+            "students its mistakes. Check its language pair, tokenizer and prefixes "
+            "(distill.tokenizer_files, distill.source_prefix, distill.source_suffix, "
+            "distill.target_prefix: changing them records it again), or set "
+            "teacher_min_bleu: 0 to distil anyway"
+        )
+    log.info("teacher: dev BLEU %.2f (teacher_min_bleu %g)", bleu, c.teacher_min_bleu)
 
 
 # --- export --------------------------------------------------------------------------------
@@ -218,10 +284,11 @@ def bench_grid(c: PipelineConfig, data: DataConfig, models: dict[str, RunConfig]
     """The benchmark of the `models`' exports (and of the run folders in `bench.pytorch`)
     on the test set of `data` (the teacher's corpus), on CPU."""
     b = c.bench
+    entries = [entry for name, run in models.items() for entry in _bench_models(c, name, run)]
+    if c.foreign_teacher and c.benched_teacher:  # first, where an exported teacher would be
+        entries.insert(0, ModelEntry(foreign_bench_name(c.teacher.name), c.teacher.model))
     return BenchConfig(
-        models=tuple(
-            entry for name, run in models.items() for entry in _bench_models(c, name, run)
-        ),
+        models=tuple(entries),
         test_sets=(_test_set(data, b.max_lines),),
         name=c.name,
         output_dir=str(c.layout.bench),
@@ -318,10 +385,59 @@ def zoo_stage(c: PipelineConfig, teacher: RunConfig, models: dict[str, RunConfig
     src, ref = split_paths(teacher.data, teacher.data.test)
     bench_results = layout.bench_results if c.bench.enabled else None
     zoo = write_zoo(zoo_models, src, ref, layout.zoo, bench_results, teacher.data)
+    rows = zoo["models"]
+    if c.foreign_teacher:
+        rows = [_zoo_foreign_teacher(c, teacher.data, zoo), *rows]
     return {
         "table": str(layout.zoo_table),
-        "bleu": {m["name"]: [m["beam1"]["bleu"], m["beam4"]["bleu"]] for m in zoo["models"]},
+        "bleu": {m["name"]: [m["beam1"]["bleu"], m["beam4"]["bleu"]] for m in rows},
     }
+
+
+def _zoo_foreign_teacher(c: PipelineConfig, data: DataConfig, zoo: dict) -> dict[str, Any]:
+    """The foreign teacher in the zoo: the test set translated through it as the zoo
+    translates (one thread, each beam of `nmt.zoo.BEAMS`), scored, and a note below the
+    table, which describes nmt's models (shape, parameters, export) and so has no row for
+    it; added to zoo.md and to zoo.json (`foreign_teacher`). Returns its entry."""
+    from nmt.data.corpus import read_parallel
+    from nmt.scoring import score
+    from nmt.translate import load
+    from nmt.zoo import BEAMS
+
+    layout, name = c.layout, c.teacher.name
+    test = zoo["test_set"]
+    sources, references = read_parallel(Path(test["src"]), Path(test["ref"]))
+    options = teacher_load_options(c) | {"threads": 1}
+    translator = load(c.teacher.model, backend="foreign", **options)
+    entry: dict[str, Any] = {"name": name, "model": c.teacher.model, "kind": translator.model.kind}
+    for beam in BEAMS:
+        hyps = translator.translate(sources, beam_size=beam)
+        path = layout.zoo / "translations" / f"{name}.beam{beam}.{data.tgt_lang}"
+        atomic_write_text(path, "".join(h + "\n" for h in hyps))
+        entry[f"beam{beam}"] = {**score(hyps, references).as_dict(), "file": str(path)}
+    zoo["foreign_teacher"] = entry
+    atomic_write_text(layout.zoo_json, json.dumps(zoo, indent=2) + "\n")
+
+    scores = ", ".join(
+        f"beam {beam} BLEU {entry[f'beam{beam}']['bleu']:.2f} / chrF2 "
+        f"{entry[f'beam{beam}']['chrf']:.2f}"
+        for beam in BEAMS
+    )
+    if c.bench.enabled and c.benched_teacher:
+        speed = f"its speed: `bench/report.md`, model `{foreign_bench_name(name)}`."
+    elif c.bench.enabled and c.export.teacher:
+        speed = "not benchmarked (a benchmark cell would load it without its options)."
+    else:
+        speed = "not benchmarked."
+    note = (
+        f"\nThe teacher `{name}` is not in the table: it is a model nmt did not make "
+        f"({entry['kind']}: `{c.teacher.model}`), whose shape and export the table cannot "
+        "describe ('x teacher' above is relative to the first row). On the same test set, "
+        f"translated by it directly (one thread): {scores}; translations: "
+        f"`translations/{name}.beam{{1,4}}.{data.tgt_lang}`; {speed}\n"
+    )
+    atomic_write_text(layout.zoo_table, layout.zoo_table.read_text(encoding="utf-8") + note)
+    return entry
 
 
 def release_stage(c: PipelineConfig) -> dict:

@@ -13,6 +13,15 @@ after the teacher read run folders, so `adopt` makes one without training:
 
 The dev scores are measured, not copied from the source: the same check applies to an
 adopted teacher as to a trained one.
+
+A model nmt did not make (`nmt.backends.foreign`: a CTranslate2 folder with its own
+tokenizer, an Argos package, a Hugging Face folder) is not copied: nmt cannot train or
+export it, and distillation translates with it where it is. `adopt_foreign` records it:
+
+    RUN_DIR/summary.json        `adopted` (where from; `foreign`: its kind and files with
+                                sha256, as `nmt.backends.foreign.model_info` gives them; the
+                                options it loads with) and the dev scores measured here by
+                                translating the dev split greedily through it
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import torch
 import yaml
 
 from nmt import __version__
+from nmt.backends.base import Translator
 from nmt.checkpoint import model_from_checkpoint
 from nmt.config import ModelConfig, RunConfig, from_dict, replace
 from nmt.data.corpus import read_parallel
@@ -35,6 +45,7 @@ from nmt.decoding import Decoding
 from nmt.fileio import atomic_write_bytes, atomic_write_text, file_sha256
 from nmt.machine import hardware
 from nmt.outputs import claim
+from nmt.scoring import Scores, score
 from nmt.tokenizer import Tokenizer
 from nmt.weights import TOKENIZER_FILE, WEIGHTS_FILE, read_weights
 
@@ -94,13 +105,66 @@ def adopt(source: str | Path, run: RunConfig) -> dict[str, Any]:
     return summary
 
 
+def adopt_foreign(source: str | Path, run: RunConfig, **options: Any) -> dict[str, Any]:
+    """Make `run.run_dir` the record of the foreign model `source` (see the module's
+    docstring), loaded with `options` (`nmt.translate.load`'s: device, threads,
+    compute_type, tokenizer_files, source_prefix, ...); its dev set (`run.data.valid`) is
+    translated greedily to score it. Returns the summary."""
+    from nmt.backends.foreign import model_info
+    from nmt.translate import load
+
+    source = Path(source)
+    translator = load(source, backend="foreign", **options)  # a ConfigError names the option
+    run_dir = claim(run.run_dir, "nmt-train", inputs=[source], resumable=True).make()
+    info = model_info(source)
+    start = time.perf_counter()
+    valid = translator_dev_scores(translator, run)
+    summary = {
+        "nmt_version": __version__,
+        "adopted": {
+            "source": str(source),
+            "sha256": info["sha256"],
+            "foreign": info,
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+        },
+        "stop_reason": "adopted",
+        "steps": 0,
+        "threads": translator.threads,
+        "hardware": hardware(translator.device),
+        "best_valid_bleu": valid["valid_bleu"],
+        "validations": [{"step": 0, **valid}],
+        "dev_seconds": round(time.perf_counter() - start, 1),
+    }
+    atomic_write_text(run_dir / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    log.info(
+        "%s: recorded %s (%s, not made by nmt), dev BLEU %.2f greedy",
+        run_dir,
+        source,
+        info["kind"],
+        valid["valid_bleu"],
+    )
+    return summary
+
+
 @torch.no_grad()
 def dev_scores(model: torch.nn.Module, tokenizer: Tokenizer, run: RunConfig) -> dict[str, Any]:
     """Greedy BLEU and chrF2 of `model` on the run's dev split, as training validates."""
     from nmt.training.validation import greedy_scores
 
     sources, references = read_parallel(*split_paths(run.data, run.data.valid))
-    s = greedy_scores(model, tokenizer, sources, references, Decoding.max_batch_tokens)
+    return _valid(greedy_scores(model, tokenizer, sources, references, Decoding.max_batch_tokens))
+
+
+def translator_dev_scores(translator: Translator, run: RunConfig) -> dict[str, Any]:
+    """Greedy BLEU and chrF2 of any translator on the run's dev split, decoded as
+    `dev_scores` decodes (greedy, batches of the default tokens)."""
+    sources, references = read_parallel(*split_paths(run.data, run.data.valid))
+    hyps = translator.translate(sources, beam_size=1, max_batch_tokens=Decoding.max_batch_tokens)
+    return _valid(score(hyps, references))
+
+
+def _valid(s: Scores) -> dict[str, Any]:
+    """Scores as a validation record names them."""
     return {
         "valid_bleu": round(s.bleu, 2),
         "valid_chrf": round(s.chrf, 2),
