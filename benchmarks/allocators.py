@@ -309,17 +309,6 @@ def run_child(cmd: list[str], env: dict[str, str], log_path: Path, timeout: floa
     return result
 
 
-def train_records(log_jsonl: Path) -> list[dict[str, Any]]:
-    """The training intervals nmt-train logged (one record per `train.log_every` updates)."""
-    records = []
-    for line in log_jsonl.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("type", "train") == "train" and "tgt_tokens_per_s" in rec:
-                records.append(rec)
-    return records
-
-
 def run_train(w: Workload, env: dict[str, str], args: argparse.Namespace, work: Path) -> dict:
     run_dir = work / "run"
     sets = {
@@ -342,7 +331,7 @@ def run_train(w: Workload, env: dict[str, str], args: argparse.Namespace, work: 
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
     stats = run_child(cmd, env, work / "stdout.log", args.timeout)
-    records = train_records(run_dir / "log.jsonl")
+    records = speed.train_records(run_dir / "log.jsonl")
     if len(records) < 2:
         raise RuntimeError(f"{len(records)} logged intervals in {run_dir}; need at least 2")
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))

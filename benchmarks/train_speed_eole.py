@@ -502,6 +502,17 @@ def weighted_rate(intervals: list[EoleInterval]) -> float:
 # nmt run
 
 
+def train_records(log_jsonl: Path) -> list[dict[str, Any]]:
+    """The training intervals nmt-train logged (one record per `train.log_every` updates)."""
+    records = []
+    for line in log_jsonl.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec.get("type", "train") == "train" and "tgt_tokens_per_s" in rec:
+                records.append(rec)
+    return records
+
+
 def run_nmt(args: argparse.Namespace, spm_model: Path, precision: str) -> dict[str, Any]:
     run_dir = Path(tempfile.mkdtemp(prefix="nmt_run_", dir=args.work_dir)) / "run"
     cmd = args.nmt_cmd.format(
@@ -519,12 +530,7 @@ def run_nmt(args: argparse.Namespace, spm_model: Path, precision: str) -> dict[s
     log_jsonl = run_dir / "log.jsonl"
     if not log_jsonl.exists():
         raise RuntimeError(f"nmt wrote no {log_jsonl}; see {stdout_log}")
-    records = []
-    for line in log_jsonl.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            rec = json.loads(line)
-            if rec.get("type", "train") == "train" and "tgt_tokens_per_s" in rec:
-                records.append(rec)
+    records = train_records(log_jsonl)
     if len(records) < 2:
         raise RuntimeError(
             f"found {len(records)} records with tgt_tokens_per_s in {log_jsonl}; need at least 2"

@@ -27,7 +27,7 @@ from nmt.fileio import file_sha256  # noqa: E402
 from nmt.translate import load as load_model  # noqa: E402
 
 from .conftest import TOY_PAIRS  # noqa: E402
-from .toys import random_state, write_toy_corpus  # noqa: E402
+from .toys import toy_argos_package, write_toy_corpus  # noqa: E402
 
 SOURCES = [s for s, _ in TOY_PAIRS]
 LINES = [*SOURCES[:4], "", "   ", "a girl reads a book"]
@@ -329,12 +329,7 @@ def test_missing_or_wrong_tokenizer_is_one_line(marian, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, toy_tokenizer) -> Path:
     """An Argos package of a random toy nmt model, made by nmt-export --format argos."""
-    pytest.importorskip("onnx")  # nmt's rule-based sentence splitter is an ONNX model
-    from nmt.export.argos import export_argos
-
-    root = tmp_path_factory.mktemp("argos")
-    return export_argos(random_state(toy_tokenizer), root / "toy.argosmodel", "float32", None,
-                        from_code="en", to_code="de")  # fmt: skip
+    return toy_argos_package(tmp_path_factory.mktemp("argos"), toy_tokenizer)
 
 
 def test_argos_package_translates_as_ctranslate2_does(package, cache):

@@ -19,7 +19,7 @@ from nmt.scoring import score  # noqa: E402
 from nmt.translate import load  # noqa: E402
 
 from .test_pipeline import tiny_pipeline  # noqa: E402
-from .toys import random_state  # noqa: E402
+from .toys import toy_argos_package  # noqa: E402
 
 # The toy pipeline, reshaped for a foreign teacher: no release (its model card compares
 # with the teacher's zoo row), no extra exports, a few student updates, one distillation
@@ -38,12 +38,7 @@ FOREIGN = [
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, toy_tokenizer) -> Path:
     """An Argos package of a random toy nmt model, made by nmt-export --format argos."""
-    pytest.importorskip("onnx")  # nmt's rule-based sentence splitter is an ONNX model
-    from nmt.export.argos import export_argos
-
-    root = tmp_path_factory.mktemp("argos")
-    return export_argos(random_state(toy_tokenizer), root / "toy.argosmodel", "float32", None,
-                        from_code="en", to_code="de")  # fmt: skip
+    return toy_argos_package(tmp_path_factory.mktemp("argos"), toy_tokenizer)
 
 
 @pytest.fixture(autouse=True)

@@ -88,6 +88,18 @@ def random_state(tokenizer: Tokenizer, seed: int = 0, **changes) -> dict:
     }
 
 
+def toy_argos_package(root: Path, tokenizer: Tokenizer) -> Path:
+    """An Argos package of a random toy nmt model, made by nmt-export --format argos (its
+    sentence splitter is an ONNX model: skipped without onnx)."""
+    import pytest
+
+    pytest.importorskip("onnx")
+    from nmt.export.argos import export_argos
+
+    return export_argos(random_state(tokenizer), root / "toy.argosmodel", "float32", None,
+                        from_code="en", to_code="de")  # fmt: skip
+
+
 def toy_exports(root: Path, tokenizer: Tokenizer) -> dict[str, Path]:
     """A random toy checkpoint and its CTranslate2 and ONNX exports (where those engines are
     installed), by backend name."""

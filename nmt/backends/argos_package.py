@@ -135,11 +135,16 @@ def _extract(
 
 def read_metadata(folder: Path) -> dict[str, Any]:
     """The package's `metadata.json`; ConfigError naming it if it is not a JSON object."""
-    file = folder / METADATA
+    return read_json_object(folder / METADATA)
+
+
+def read_json_object(file: Path, what: str = "") -> dict[str, Any]:
+    """The JSON object in `file`; a one-line ConfigError naming it (and `what` it holds)
+    if it cannot be read or is not an object."""
     try:
         value = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ConfigError(f"{file}: cannot read ({e})") from None
+        raise ConfigError(f"{file}: cannot read {what}({e})") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{file}: not a JSON object")
     return value

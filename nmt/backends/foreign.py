@@ -249,14 +249,7 @@ def read_vocabulary(folder: Path, side: str) -> tuple[Path, list[str]]:
 
 
 def _read_config(folder: Path) -> dict[str, Any]:
-    file = folder / "config.json"
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{file}: cannot read CTranslate2's config ({e})") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{file}: not a JSON object")
-    return config
+    return argos_package.read_json_object(folder / "config.json", "CTranslate2's config ")
 
 
 def _tokens(value: str, vocabulary: set[str], file: Path, flag: str) -> list[str]:
