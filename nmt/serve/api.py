@@ -181,11 +181,11 @@ def _alternatives(
     combines them: the i-th joins each sentence's i-th hypothesis (its last where it has
     fewer: a blank sentence has one), scored by the mean of their scores."""
     out = []
-    for i in range(max((len(h) for h in sentences), default=1) if n > 1 else 1):
+    for i in range(min(n, max((len(h) for h in sentences), default=1))):
         picked = [h[min(i, len(h) - 1)] for h in sentences]
         score = sum(h.score for h in picked) / len(picked) if picked else 0.0
         out.append({"translation": join([h.text for h in picked], counts), "score": score})
-    return out[:n]
+    return out
 
 
 def _ready(request: Request) -> None:
