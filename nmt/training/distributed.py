@@ -65,6 +65,7 @@ def process_group(device: str = "auto") -> Iterator[None]:
     started = init(device)
     try:
         yield
+        barrier()  # a normal end: every rank is done before any tears the group down
     finally:
         if started:
             cleanup()

@@ -5,6 +5,7 @@ torchrun, every process calls it."""
 from __future__ import annotations
 
 import contextlib
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,11 @@ def train(config: RunConfig, resume: bool = False) -> dict[str, Any]:
         with lock, Trainer(config, resume=resume) as trainer:  # its train.log ends with it
             summary = trainer.run()
         # The model (DDP's reducer holds the process group) goes before the group does: a
-        # group destroyed under a live reducer can abort the process at exit (SIGABRT).
+        # group destroyed under a live reducer can abort the process at exit (SIGABRT,
+        # "terminate called without an active exception"); collected now, should a
+        # reference cycle still hold it.
         del trainer
+        gc.collect()
         return summary
 
 
