@@ -116,10 +116,14 @@ def fake_models(tmp_path) -> dict[str, Path]:
     ct2.mkdir()
     for name in ("model.bin", "nmt_export.json", "spm.model"):
         (ct2 / name).write_bytes(b"y" * 5)
+    foreign = tmp_path / "foreign"  # a CTranslate2 folder nmt did not export
+    foreign.mkdir()
+    for name in ("model.bin", "config.json", "source.spm"):
+        (foreign / name).write_bytes(b"z" * 3)
     src, ref = tmp_path / "test.en", tmp_path / "test.de"
     src.write_text("".join(f"{s}\n" for s, _ in TOY_PAIRS))
     ref.write_text("".join(f"{t}\n" for _, t in TOY_PAIRS))
-    return {"pt": pt, "ct2": ct2, "src": src, "ref": ref}
+    return {"pt": pt, "ct2": ct2, "foreign": foreign, "src": src, "ref": ref}
 
 
 def write_grid(path: Path, models: list[dict], src: Path, ref: Path, **extra) -> Path:
@@ -188,7 +192,8 @@ def test_grid_entry_threads_and_parallel_translators(tmp_path, fake_models):
     assert switched[-1].spec_hash != cells[-1].spec_hash
     assert switched[0].spec_hash == cells[0].spec_hash
     # a cell of before the environment and ensemble keys: the same hash
-    old = {k: v for k, v in cells[0].to_dict().items() if k not in ("environment", "ensemble")}
+    later = ("environment", "ensemble", "tokenizer", "source_prefix", "source_suffix")
+    old = {k: v for k, v in cells[0].to_dict().items() if k not in (*later, "target_prefix")}
     assert (
         cells[0].spec_hash
         == hashlib.sha256(json.dumps(old, sort_keys=True).encode("utf-8")).hexdigest()[:16]
@@ -246,6 +251,10 @@ def test_grid_errors_name_the_key(tmp_path, fake_models, change, key):
         ({"path": "ct2", "threads": [0]}, "models[0].threads: values must be >= 1"),
         ({"path": "ct2", "ensemble": ["pt"]}, "models[0].ensemble: ensembles are PyTorch"),
         ({"path": "pt", "ensemble": ["missing"]}, "models[0].ensemble[0]: missing does not"),
+        ({"path": "foreign", "tokenizer": ["nope.spm"]}, "models[0].tokenizer[0]: nope.spm does"),
+        ({"path": "foreign", "tokenizer": ["a", "b", "c"]}, "models[0].tokenizer: one joint"),
+        ({"path": "pt", "target_prefix": "de"}, "models[0].target_prefix: applies to foreign"),
+        ({"path": "ct2", "source_suffix": ""}, "models[0].source_suffix: applies to foreign"),
     ],
 )
 def test_grid_model_errors_name_the_key(tmp_path, fake_models, model, key):

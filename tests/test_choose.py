@@ -8,6 +8,7 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -155,6 +156,7 @@ def test_deploy_json_round_trips(tmp_path):
     assert profile.machine.description == "Test CPU (2 CPUs; avx2)"
     path = save_profile(profile, tmp_path / DEPLOY_FILE)
     assert load_profile(path) == profile
+    assert "tokenizer" not in json.loads(path.read_text())  # a foreign model's options only
     with pytest.raises(FileExistsError, match="use --force to replace it"):
         save_profile(profile, path)
     assert load_profile(save_profile(profile, path, force=True)) == profile
@@ -367,11 +369,11 @@ def test_serve_with_a_profile_serves_what_was_measured(export, tmp_path, monkeyp
 
     deploy = toy_profile(export, tmp_path)
     profile = load_profile(deploy)
-    args, decoding, use_vmap = serve_cli._parse(["--profile", str(deploy)])
+    args, decoding, use_vmap, _ = serve_cli._parse(["--profile", str(deploy)])
     assert args.model == [str(export)] and (args.compute_type, args.threads) == ("int8", 1)
     assert args.workers == profile.inter_threads and use_vmap is False
     assert decoding == profile.decoding and decoding.min_len == 2
-    args, decoding, _ = serve_cli._parse(
+    args, decoding, _, _ = serve_cli._parse(
         ["--profile", str(deploy), "--beam", "1", "--workers", "2"]
     )
     assert decoding.beam_size == 1 and decoding.length_penalty == 0.8 and args.workers == 2
@@ -389,3 +391,75 @@ def test_serve_with_a_profile_serves_what_was_measured(export, tmp_path, monkeyp
     assert model.translator.compute_type == "int8" and model.translator.threads == 1
     with pytest.raises(SystemExit):  # neither -m nor --profile
         serve_cli._parse(["--port", "1"])
+
+
+# --- a foreign model's load options through deploy.json ---------------------------------------
+
+
+def foreign_profile(folder: Path) -> Path:
+    """deploy.json of a multilingual foreign model (which loads only with its target_prefix)."""
+    chosen = record(
+        "nllb-en-de",
+        bleu=30.0,
+        wps=1000,
+        rss=100,
+        p90=5.0,
+        backend="foreign",
+        use_vmap=None,
+        tokenizer=["/models/nllb/sentencepiece.bpe.model"],
+        source_prefix="eng_Latn",
+        source_suffix=None,  # unset: as the model's folder says
+        target_prefix="deu_Latn",
+    )
+    chosen["hardware"] = machine.hardware("cpu")
+    profile = profile_of(chosen, parse_criterion("p90<=20ms"), "results.jsonl")
+    return save_profile(profile, folder / DEPLOY_FILE)
+
+
+def test_a_foreign_models_load_options_go_with_its_profile(tmp_path, monkeypatch):
+    """deploy.json holds the options that were set, and nmt-translate and nmt-serve load the
+    profile's model with them (a flag given wins; -m's model gets none of them)."""
+    import nmt.translate
+    from nmt.cli import serve as serve_cli
+
+    deploy = foreign_profile(tmp_path)
+    raw = json.loads(deploy.read_text())
+    assert raw["tokenizer"] == ["/models/nllb/sentencepiece.bpe.model"]
+    assert (raw["source_prefix"], raw["target_prefix"]) == ("eng_Latn", "deu_Latn")
+    assert "source_suffix" not in raw
+    profile = load_profile(deploy)
+    expected = {
+        "tokenizer_files": ["/models/nllb/sentencepiece.bpe.model"],
+        "source_prefix": "eng_Latn",
+        "target_prefix": "deu_Latn",
+    }
+    assert profile.load_options() == expected
+
+    loads = []
+
+    def spy_load(paths, **options):  # the model need not exist: nothing is translated
+        loads.append((paths, options))
+        return SimpleNamespace(backend="foreign", tokenizer=SimpleNamespace(encode=str.split))
+
+    monkeypatch.setattr(nmt.translate, "load", spy_load)
+    monkeypatch.setattr(nmt.translate, "translate_file", lambda *args, **kwargs: None)
+    source = tmp_path / "in.en"
+    source.write_text("a dog runs\n")
+    for flags, options in [
+        ([], expected),
+        (["--target-prefix", "fra_Latn"], {**expected, "target_prefix": "fra_Latn"}),
+        (["-m", "/models/other"], {}),
+    ]:
+        assert translate_main(["--profile", str(deploy), "-i", str(source), *flags]) == 0
+        _, given = loads.pop()
+        assert {k: given[k] for k in given if k in expected} == options, flags
+
+    assert serve_cli._parse(["--profile", str(deploy)])[3] == expected
+    assert serve_cli._parse(["--profile", str(deploy), "-m", "en-de=/models/other"])[3] == {}
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("starlette")
+    monkeypatch.setattr("nmt.serve.models.load", spy_load)
+    monkeypatch.setattr("uvicorn.run", lambda server, **kwargs: None)
+    assert serve_cli.serve_main(["--profile", str(deploy)]) == 0
+    ((paths, given),) = loads
+    assert paths == Path(profile.model) and expected.items() <= given.items()

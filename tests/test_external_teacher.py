@@ -21,6 +21,8 @@ import sentencepiece as spm  # noqa: E402
 
 from nmt.backends import convert  # noqa: E402
 from nmt.backends.foreign import ForeignTranslator, is_foreign  # noqa: E402
+from nmt.bench.cell import load_translator  # noqa: E402
+from nmt.bench.grid import Cell, bench_config, expand_cells  # noqa: E402
 from nmt.cli import distill_main, translate_main  # noqa: E402
 from nmt.config import ConfigError  # noqa: E402
 from nmt.fileio import file_sha256  # noqa: E402
@@ -321,6 +323,54 @@ def test_missing_or_wrong_tokenizer_is_one_line(marian, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tokenizers", None)
     with pytest.raises(ConfigError, match="tokenizer.json: .*needs the tokenizers library"):
         load(bare)
+
+
+# --- nmt-bench: a grid's model entry takes the options ---------------------------------------
+
+
+def bench_cells(folder: Path, **entry: object) -> list[Cell]:
+    """The cells of a bench grid of one model entry, greedy, on the toy sources."""
+    src = folder / "test.en"
+    src.write_text("".join(f"{s}\n" for s in SOURCES), encoding="utf-8")
+    raw = {
+        "models": [{"name": "m", **entry}],
+        "test_sets": [{"name": "toy", "src": str(src), "ref": str(src)}],
+        "grid": {"beam_sizes": [1]},
+    }
+    return expand_cells(bench_config(raw))
+
+
+def test_a_bench_cell_loads_a_foreign_model_with_its_prefixes(tmp_path, no_network):
+    hf = make_marian(tmp_path / "m2m-toy", languages=("__de__", "__fr__"))
+    (plain,) = bench_cells(tmp_path, path=str(hf))
+    with pytest.raises(ConfigError, match="multilingual.*--target-prefix"):
+        load_translator(plain)
+    (cell,) = bench_cells(tmp_path, path=str(hf), target_prefix="de", source_suffix="")
+    assert cell.backend == "foreign" and (cell.target_prefix, cell.source_suffix) == ("de", "")
+    # the same cell name (--compare matches it), another measurement
+    assert cell.cell_id == plain.cell_id and cell.spec_hash != plain.spec_hash
+    sent = Cell.from_dict(json.loads(json.dumps(cell.to_dict())))  # to its process
+    assert sent.spec_hash == cell.spec_hash and sent.load_options() == cell.load_options()
+    translator = load_translator(cell)
+    assert translator.target_prefix == ["__de__"]
+    assert translator.source_suffix == []  # "": none, not the default </s>
+    expected = load(hf, target_prefix="de", source_suffix="")
+    assert translator.translate(LINES, **GREEDY) == expected.translate(LINES, **GREEDY)
+
+
+def test_a_bench_cell_gives_a_foreign_model_its_tokenizer(marian, tmp_path, monkeypatch):
+    bare = tmp_path / "bare"
+    shutil.copytree(load(marian).path, bare)
+    for name in ("source.spm", "target.spm"):
+        shutil.move(bare / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)  # relative paths are resolved as `path` is
+    (cell,) = bench_cells(tmp_path, path="bare", tokenizer=["source.spm", "target.spm"])
+    assert cell.tokenizer == tuple(
+        str((tmp_path / n).resolve()) for n in ("source.spm", "target.spm")
+    )
+    assert {"source.spm", "target.spm"} <= set(cell.model_files)  # in its size on disk
+    translator = load_translator(cell)
+    assert translator.translate(LINES, **GREEDY) == load(marian).translate(LINES, **GREEDY)
 
 
 # --- Argos packages --------------------------------------------------------------------------

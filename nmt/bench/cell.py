@@ -81,8 +81,9 @@ def spread(values: list[float]) -> dict[str, float]:
 
 
 def load_translator(cell: Cell):
-    """The cell's translator, with its compute type applied."""
+    """The cell's translator, with its compute type (and a foreign model's options) applied."""
     options: dict[str, Any] = {"device": cell.device, "threads": cell.threads}
+    options.update(cell.load_options())
     if cell.backend == "ctranslate2":
         options["compute_type"] = cell.compute_type
         options["inter_threads"] = cell.translators

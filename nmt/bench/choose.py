@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from nmt import machine
+from nmt.bench.grid import FOREIGN_OPTIONS, foreign_load_options
 from nmt.bench.records import latest, read_records
 from nmt.config import ConfigError, check, from_dict
 from nmt.decoding import Decoding, check_threads
@@ -274,6 +275,13 @@ class Profile:
     machine: Machine
     results: str  # the results file it was chosen from
     grid: str  # the grid that measured it ("": not known)
+    # A model nmt did not make: the load options it was measured with (see
+    # nmt.bench.grid.ModelEntry), in deploy.json only when set; files older than these keys
+    # load without them.
+    tokenizer: tuple[str, ...] = ()
+    source_prefix: str | None = None
+    source_suffix: str | None = None
+    target_prefix: str | None = None
 
     def __post_init__(self) -> None:
         check(self.format == FORMAT, "format", f"must be {FORMAT}, got {self.format!r}")
@@ -286,10 +294,16 @@ class Profile:
         check(ct2 or self.use_vmap is None, "use_vmap", "applies to CTranslate2 models only")
         check(ct2 or self.inter_threads == 1, "inter_threads", "applies to CTranslate2 only")
         check(not self.ensemble or self.backend == "pytorch", "ensemble", "PyTorch models only")
+        check(len(self.tokenizer) <= 2, "tokenizer", "one joint tokenizer, or two")
 
     @property
     def models(self) -> list[str]:
         return [self.model, *self.ensemble]
+
+    def load_options(self) -> dict[str, Any]:
+        """The `nmt.translate.load` options that the profile's model was measured with (a
+        foreign model's tokenizer files and prefixes): every command loading it passes them."""
+        return foreign_load_options(self)
 
     def summary(self) -> str:
         """One line: the cell and its figures, with the BLEU signature and the CPU."""
@@ -348,6 +362,10 @@ def profile_of(
         ),
         results=str(results),
         grid=str(grid),
+        tokenizer=tuple(cell.get("tokenizer") or ()),
+        source_prefix=cell.get("source_prefix"),
+        source_suffix=cell.get("source_suffix"),
+        target_prefix=cell.get("target_prefix"),
     )
 
 
@@ -359,9 +377,14 @@ def save_profile(
     profile: Profile, path: str | Path, inputs: Iterable[str | Path] = (), force: bool = False
 ) -> Path:
     """Write `profile` as JSON to `path`, a file nmt-bench claims (replaced only with
-    `force`, and only if nmt-bench wrote it)."""
+    `force`, and only if nmt-bench wrote it). The foreign model's load options are written
+    only when set ("" is a prefix set: no tokens)."""
     output = claim(path, "nmt-bench", inputs=inputs, force=force, folder=False)
-    text = json.dumps(dataclasses.asdict(profile), indent=2, ensure_ascii=False)
+    raw = dataclasses.asdict(profile)
+    for key in FOREIGN_OPTIONS:
+        if raw[key] in (None, ()):
+            del raw[key]
+    text = json.dumps(raw, indent=2, ensure_ascii=False)
     return output.write_text(text + "\n")
 
 

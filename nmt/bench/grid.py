@@ -73,13 +73,33 @@ DEFAULT_COMPUTE_TYPES: dict[str, dict[str, tuple[str, ...]]] = {
 EXPORT_COMPUTE_TYPE = "export"
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A foreign model's load options (`nmt.backends.foreign.load_foreign`), by grid key.
+FOREIGN_OPTIONS = {
+    "tokenizer": "tokenizer_files",
+    "source_prefix": "source_prefix",
+    "source_suffix": "source_suffix",
+    "target_prefix": "target_prefix",
+}
+
+
+def foreign_load_options(settings: object) -> dict[str, Any]:
+    """The `nmt.translate.load` options of those FOREIGN_OPTIONS that `settings` (a `Cell`,
+    a deploy.json `Profile`: its attributes are FOREIGN_OPTIONS' keys) gives; one
+    definition, so that a model loads from its profile as it did when it was measured."""
+    given = {name: getattr(settings, key) for key, name in FOREIGN_OPTIONS.items()}
+    return {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in given.items()
+        if value not in (None, ())
+    }
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model artifact: a run folder or .pt checkpoint (PyTorch) or an export folder; with
-    `ensemble`, the further members of a PyTorch ensemble that `path` leads (one vocabulary,
-    probabilities averaged per step, as `nmt-translate -m A -m B`)."""
+    """One model artifact: a run folder or .pt checkpoint (PyTorch), an export folder or a
+    model nmt did not make (`nmt.backends.foreign`); with `ensemble`, the further members
+    of a PyTorch ensemble that `path` leads (one vocabulary, probabilities averaged per
+    step, as `nmt-translate -m A -m B`)."""
 
     name: str
     path: str
@@ -93,11 +113,24 @@ class ModelEntry:
     # switches such as CT2_USE_MKL or CT2_USE_EXPERIMENTAL_PACKED_GEMM, to compare settings
     # of one model as two entries.
     environment: dict[str, str] = field(default_factory=dict)
+    # A model nmt did not make (backend "foreign", as nmt-translate --tokenizer,
+    # --source-prefix, ...): its tokenizer files (one joint, or the source's then the
+    # target's) and the tokens around each sentence, where its folder does not tell
+    # (unset: as recognised; "": none).
+    tokenizer: tuple[str, ...] = ()
+    source_prefix: str | None = None
+    source_suffix: str | None = None
+    target_prefix: str | None = None
 
     def __post_init__(self) -> None:
         check(all(t >= 1 for t in self.threads), "threads", "values must be >= 1")
         for name in self.environment:
             check(bool(_VARIABLE.match(name)), "environment", f"not a variable name: {name!r}")
+        check(
+            len(self.tokenizer) <= 2,
+            "tokenizer",
+            f"one joint tokenizer, or the source's then the target's; got {len(self.tokenizer)}",
+        )
 
 
 @dataclass(frozen=True)
@@ -235,6 +268,10 @@ class Cell:
     pin_cpus: bool = False
     environment: dict[str, str] = field(default_factory=dict)  # see ModelEntry
     ensemble: tuple[str, ...] = ()  # the further members' paths (see ModelEntry)
+    tokenizer: tuple[str, ...] = ()  # a foreign model's load options (see ModelEntry)
+    source_prefix: str | None = None
+    source_suffix: str | None = None
+    target_prefix: str | None = None
 
     @property
     def thread_layout(self) -> str:
@@ -253,11 +290,15 @@ class Cell:
     @property
     def spec_hash(self) -> str:
         spec = self.to_dict()
-        for key in ("environment", "ensemble"):  # cells measured before these keys existed
-            if not spec[key]:  # keep their hash
+        for key in _LATER_KEYS:  # cells measured before these keys existed keep their hash
+            if spec[key] in (None, {}, (), []):  # "" is a prefix given: no tokens
                 del spec[key]
         text = json.dumps(spec, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def load_options(self) -> dict[str, Any]:
+        """The foreign model's `nmt.translate.load` options that were given."""
+        return foreign_load_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         spec = dataclasses.asdict(self)
@@ -273,7 +314,12 @@ class Cell:
         values["decoding"] = Decoding(**values["decoding"])
         values["model_files"] = tuple(values["model_files"])
         values["ensemble"] = tuple(values.get("ensemble", ()))
+        values["tokenizer"] = tuple(values.get("tokenizer", ()))
         return cls(**values)
+
+
+# Cell keys added after cells were recorded: in the spec hash only when set.
+_LATER_KEYS = ("environment", "ensemble", *FOREIGN_OPTIONS)
 
 
 def load_bench_config(
@@ -365,6 +411,10 @@ def expand_cells(config: BenchConfig, device: str | None = None) -> list[Cell]:
                         pin_cpus=config.pin_cpus,
                         environment=dict(entry.environment),
                         ensemble=tuple(str(Path(p).resolve()) for p in entry.ensemble),
+                        tokenizer=tuple(str(Path(p).resolve()) for p in entry.tokenizer),
+                        source_prefix=entry.source_prefix,
+                        source_suffix=entry.source_suffix,
+                        target_prefix=entry.target_prefix,
                     )
                 )
     return cells
@@ -402,6 +452,15 @@ def _resolve_model(entry: ModelEntry, key: str) -> tuple[ModelEntry, str, list[P
         files = sorted(f for f in path.rglob("*") if f.is_file())
     if not files:
         raise ConfigError(f"{key}.path: {path} holds no files")
+    for name in FOREIGN_OPTIONS:
+        if getattr(entry, name) not in (None, ()) and backend != "foreign":
+            raise ConfigError(f"{key}.{name}: applies to foreign models only ({path} is {backend})")
+    for i, tokenizer in enumerate(map(Path, entry.tokenizer)):
+        if not tokenizer.is_file():
+            missing = "is not a file" if tokenizer.exists() else "does not exist"
+            raise ConfigError(f"{key}.tokenizer[{i}]: {tokenizer} {missing}")
+        if tokenizer.resolve() not in {f.resolve() for f in files}:
+            files.append(tokenizer)  # part of the model as measured: size on disk, mtime
     for i, ct in enumerate(entry.compute_types):
         known = {c for per_device in COMPUTE_TYPES.get(backend, {}).values() for c in per_device}
         if not known:

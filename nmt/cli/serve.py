@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import replace
+from typing import Any
 
 from nmt.cli.common import add_beam, add_device, add_threads, fail, setup_logging, user_errors
 from nmt.decoding import Decoding
@@ -36,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         metavar="deploy.json",
-        help="the runtime `nmt-bench --choose` picked: its model (unless -m), compute type, "
-        "vocabulary map, threads (per batch), translators (--workers) and decoding become "
-        "the defaults; a warning when it was measured on another CPU",
+        help="the runtime `nmt-bench --choose` picked: its model (unless -m; with a "
+        "foreign model's tokenizer and prefixes), compute type, vocabulary map, threads "
+        "(per batch), translators (--workers) and decoding become the defaults; a warning "
+        "when it was measured on another CPU",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
@@ -97,15 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Decoding, bool | None]:
+def _parse(
+    argv: list[str] | None,
+) -> tuple[argparse.Namespace, Decoding, bool | None, dict[str, Any]]:
     """The options, the default decoding and the vocabulary-map choice (None: the export's),
-    from the command line over the profile's."""
+    from the command line over the profile's; and the further `nmt.translate.load` options
+    of the profile's model (a foreign model's tokenizer and prefixes; none for -m's)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.profile:
         if not args.model:
             parser.error("the following arguments are required: --model/-m (or --profile)")
-        return args, Decoding(beam_size=args.beam), None
+        return args, Decoding(beam_size=args.beam), None, {}
     from nmt.bench.choose import check_machine, load_profile
 
     profile = load_profile(args.profile)
@@ -120,14 +125,15 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Decoding, bool |
         workers=profile.inter_threads,
     )
     args = parser.parse_args(argv)
+    load_options = {} if args.model else profile.load_options()
     args.model = args.model or [profile.model]
     check_machine(profile, args.profile)
-    return args, replace(profile.decoding, beam_size=args.beam), profile.use_vmap
+    return args, replace(profile.decoding, beam_size=args.beam), profile.use_vmap, load_options
 
 
 def serve_main(argv: list[str] | None = None) -> int:
     try:
-        args, decoding, use_vmap = _parse(argv)
+        args, decoding, use_vmap, load_options = _parse(argv)
     except user_errors() as e:
         return fail(e)
     setup_logging(args.verbose)
@@ -156,6 +162,7 @@ def serve_main(argv: list[str] | None = None) -> int:
             device=args.device,
             compute_type=args.compute_type,
             exact_length_limits=args.exact_length_limits,
+            load_options=load_options,
         )
     except user_errors() as e:
         return fail(e)

@@ -2,7 +2,8 @@
 
 With --profile deploy.json (written by `nmt-bench --choose`), the profile's model, backend,
 compute type, vocabulary map, threads, inter-threads, batch size and decoding are the
-defaults: a flag given on the command line overrides its value.
+defaults: a flag given on the command line overrides its value. A foreign model's tokenizer
+and prefixes in the profile go with its model (not with another given by -m).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile",
         metavar="deploy.json",
-        help="run what nmt-bench --choose chose: its model, backend, compute type, vmap, "
-        "threads and decoding (the flags given here override them)",
+        help="run what nmt-bench --choose chose: its model (with a foreign model's "
+        "tokenizer and prefixes), backend, compute type, vmap, threads and decoding (the "
+        "flags given here override them)",
     )
     p.add_argument("--input", "-i", help="input file (default: stdin)")
     p.add_argument("--output", "-o", help="output file (default: stdout)")
@@ -115,7 +117,9 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, Profile | None]:
     profile = load_profile(args.profile)
     parser.set_defaults(**_profile_defaults(profile))
     args = parser.parse_args(argv)
-    args.model = args.model or profile.models
+    if not args.model:  # the profile's model, loaded as it was measured unless flags say
+        args.model = profile.models
+        vars(args).update(profile.load_options() | foreign_options(args))
     check_machine(profile, args.profile)
     if profile.backend == "pytorch" and profile.compute_type != "float32":
         log.warning(

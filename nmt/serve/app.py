@@ -29,14 +29,19 @@ def app(
     device: str = "cpu",
     compute_type: str = "default",
     exact_length_limits: bool = False,
+    load_options: Mapping[str, object] | None = None,
 ) -> Starlette:
     """The server: `models` are `NAME=MODEL` specs (or a mapping of names to model paths or
     loaded translators), each served for its language pair under `settings`.
     `exact_length_limits` (CTranslate2) makes a beam search's output independent of the
-    sentences batched with it, as greedy search always is (`nmt.backends.ct2`)."""
+    sentences batched with it, as greedy search always is (`nmt.backends.ct2`).
+    `load_options` go to `nmt.translate.load` for each model given by path (a foreign
+    model's tokenizer files and prefixes, as a deploy.json `Profile.load_options` gives)."""
     settings = settings or Settings()
     metrics = Metrics()
-    served = load_models(models, settings, device, compute_type, metrics, exact_length_limits)
+    served = load_models(
+        models, settings, device, compute_type, metrics, exact_length_limits, load_options
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette):

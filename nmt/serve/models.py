@@ -122,8 +122,11 @@ def load_models(
     compute_type: str = "default",
     metrics: Metrics | None = None,
     exact_length_limits: bool = False,
+    load_options: Mapping[str, object] | None = None,
 ) -> dict[str, ServedModel]:
-    """Load each model (a `NAME=MODEL` spec, or name -> path or loaded translator)."""
+    """Load each model (a `NAME=MODEL` spec, or name -> path or loaded translator); one
+    given by path with `load_options` too (`nmt.translate.load`'s, e.g. a foreign model's
+    `target_prefix`)."""
     items = (
         list(models.items())
         if isinstance(models, Mapping)
@@ -144,6 +147,7 @@ def load_models(
                 inter_threads=settings.workers,
                 compute_type=compute_type,
                 exact_length_limits=exact_length_limits,
+                **(load_options or {}),
             )
         else:
             path, translator = None, model
