@@ -19,9 +19,9 @@ from nmt.config import TrainConfig
 from nmt.model import Transformer
 from nmt.training import distributed
 from nmt.training.finetune import apply_freezing
+from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import lr_schedule, make_optimizer
 from nmt.training.sampling import first_pass, mix_inputs, mixing_probability
-from nmt.training.validation import label_smoothed_loss
 from nmt.vocab import PAD
 
 log = logging.getLogger(__name__)

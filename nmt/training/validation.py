@@ -7,7 +7,6 @@ import math
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from nmt.backends.pytorch import TorchTranslator
 from nmt.data.batching import collate, make_batches
@@ -15,20 +14,7 @@ from nmt.data.corpus import EncodedCorpus
 from nmt.model import Transformer
 from nmt.scoring import Scores, score
 from nmt.tokenizer import Tokenizer
-from nmt.vocab import PAD
-
-
-def label_smoothed_loss(
-    logits: torch.Tensor, target: torch.Tensor, smoothing: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Summed label-smoothed loss and summed NLL over non-pad targets, and their count."""
-    lprobs = F.log_softmax(logits.float(), dim=-1).view(-1, logits.size(-1))
-    target = target.reshape(-1)
-    keep = target != PAD
-    nll = -lprobs.gather(1, target[:, None]).squeeze(1)
-    smooth = -lprobs.mean(dim=-1)
-    loss = (1.0 - smoothing) * nll + smoothing * smooth
-    return loss[keep].sum(), nll[keep].sum(), keep.sum()
+from nmt.training.loss import label_smoothed_loss
 
 
 @torch.no_grad()
