@@ -72,9 +72,10 @@ def loss_case(tokens: int, vocab: int) -> tuple[Run, dict]:
     return run, {"logits": [tokens, vocab], "dtype": "float32"}
 
 
-def update_case(tokens: int, smoke: bool) -> tuple[Run, dict]:
-    """One float32 update of the small model on a random batch of ~`tokens` target tokens."""
-    config = load_run_config(CONFIG)
+def update_case(tokens: int, smoke: bool, path: Path = CONFIG) -> tuple[Run, dict]:
+    """One float32 update of the model of run config `path` (default: the small model) on a
+    random batch of ~`tokens` target tokens."""
+    config = load_run_config(path)
     model_config = config.model
     if smoke:
         model_config = ModelConfig(
@@ -132,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", default="loss,update", help="comma-separated: loss, update")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one round: checks it runs")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
+    p.add_argument("--config", type=Path, default=CONFIG, help="run config of the update's model")
     args = p.parse_args(argv)
     if args.smoke:
         args.tokens, args.vocab, args.rounds, args.steps = 64, 500, 2, 1
@@ -149,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['cpu']}, {args.threads} threads, torch {torch.__version__}")
     cases = {
         "loss": lambda: loss_case(args.tokens, args.vocab),
-        "update": lambda: update_case(args.tokens, args.smoke),
+        "update": lambda: update_case(args.tokens, args.smoke, args.config),
     }
     for name in args.cases.split(","):
         run, setup = cases[name]()
