@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from nmt import machine
-from nmt.bench.grid import FOREIGN_OPTIONS, foreign_load_options
+from nmt.bench.models import FOREIGN_OPTIONS, foreign_load_options
 from nmt.bench.records import latest, read_records
 from nmt.config import ConfigError, check, from_dict
 from nmt.decoding import Decoding, check_threads
@@ -276,7 +276,7 @@ class Profile:
     results: str  # the results file it was chosen from
     grid: str  # the grid that measured it ("": not known)
     # A model nmt did not make: the load options it was measured with (see
-    # nmt.bench.grid.ModelEntry), in deploy.json only when set; files older than these keys
+    # nmt.bench.models.ModelEntry), in deploy.json only when set; files older than these keys
     # load without them.
     tokenizer: tuple[str, ...] = ()
     source_prefix: str | None = None
