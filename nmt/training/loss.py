@@ -10,6 +10,7 @@ from the log-probabilities its forward kept (issue 35: float32 training speed).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
@@ -76,3 +77,19 @@ def label_smoothed_loss(
     predicted. Only the loss carries a gradient (`LabelSmoothedLoss`); the NLL is for logging.
     """
     return LabelSmoothedLoss.apply(logits, target, smoothing)
+
+
+def composed_loss(
+    logits: Tensor, target: Tensor, smoothing: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """`label_smoothed_loss` as composed operations that autograd differentiates: what the
+    trainer used before `LabelSmoothedLoss`, kept as its reference (tests/test_loss.py,
+    benchmarks/loss_speed.py)."""
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    lprobs = F.log_softmax(logits.to(dtype), dim=-1).view(-1, logits.size(-1))
+    target = target.reshape(-1)
+    keep = target != PAD
+    nll = -lprobs.gather(1, target[:, None]).squeeze(1)
+    smooth = -lprobs.mean(dim=-1)
+    loss = (1.0 - smoothing) * nll + smoothing * smooth
+    return loss[keep].sum(), nll[keep].sum(), keep.sum()
