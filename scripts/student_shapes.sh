@@ -64,10 +64,12 @@ fi
 if [[ $stages == *" train "* ]]; then
     say "train: ${names[*]} (two at a time, one thread each)"
     mkdir -p "$runs"
+    pids=()
     for lane in "${lanes[@]}"; do
         (for name in $lane; do train "$name"; done) &
+        pids+=($!)
     done
-    wait
+    for pid in "${pids[@]}"; do wait "$pid"; done  # a failed lane fails the stage
 fi
 if [[ $stages == *" export "* ]]; then
     say "export: CTranslate2 int8"
@@ -82,8 +84,8 @@ if [[ $stages == *" runs "* ]]; then
         cp "$runs/$name"/{config.yaml,summary.json,log.jsonl} "$results/runs/$name/"
     done
     cp "$distilled"/stats.json "$distilled"/provenance.json "$results/"
-    # The release before this run, scored here too: replaced only by a better student.
-    scripts/score_test.sh "$results/released-before" test -m "$release" --no-vmap
+    # The release before this run, scored here too (once: the release may since be replaced).
+    [ -f "$results/released-before/test.beam4.scores.json" ] || scripts/score_test.sh "$results/released-before" test -m "$release" --no-vmap
 fi
 if [[ $stages == *" bench "* ]]; then
     say "bench: the teacher and every student in one run (nothing else may run meanwhile)"
