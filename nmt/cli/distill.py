@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     from nmt.data.datasets import DATASETS
     from nmt.decoding import Decoding
     from nmt.distill import DistillConfig
-    from nmt.distill.config import BATCH_TOKENS
+    from nmt.distill.config import BATCH_TOKENS, SELECT
 
     p = argparse.ArgumentParser(
         prog="nmt-distill",
@@ -61,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     add_guard_args(p)
     p.add_argument("--max-lines", type=int, default=0, help="distil the first N lines only")
     p.add_argument("--mix", action="store_true", help="also write mix.*: original + distilled")
+    p.add_argument(
+        "--nbest",
+        type=int,
+        default=DistillConfig.nbest,
+        metavar="N",
+        help="the teacher's N best translations of each line (N <= --beam), see --select",
+    )
+    p.add_argument(
+        "--select",
+        choices=SELECT,
+        default=DistillConfig.select,
+        help="with --nbest: every different hypothesis becomes a pair (all), or the one "
+        "closest to the reference by sentence chrF (closest: Kim & Rush's seq-inter)",
+    )
     p.add_argument(
         "--shard",
         metavar="K/N",
@@ -99,6 +113,8 @@ def distill_main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "max_lines": args.max_lines,
         "mix": args.mix,
+        "nbest": args.nbest,
+        "select": args.select,
         "shard": args.shard,
         **foreign_options(args),
     }

@@ -11,6 +11,7 @@ registered dataset, whose files are found as `DIR/FILE`):
                              (`--set data.train=mix`)
     VALID.* / TEST.*         copies of the original validation and test files
     raw.TGT                  every teacher output, line-aligned with the source corpus
+                             (with `nbest` N: N lines per source line, best first)
     raw.json                 the translation job and its totals (time, tokens)
     stats.json               lines, tokens, time, tokens/s, counts and examples per filter,
                              the most frequent output and its share (`top_output`)
@@ -26,6 +27,12 @@ starts over, and only in a folder nmt-distill made: its `.nmt-output.json` marke
 `nmt.outputs`). Once every chunk is there, `raw.TGT` and `raw.json` are written atomically
 and the parts removed. Filtering is cheap and runs on every call, so changing a filter
 threshold re-filters without translating again.
+
+N-best: with `nbest` N the teacher gives its N best translations of each line (one beam
+search), and `select` says which of those the filters keep become pairs: "all" (every
+different one: N targets per source) or "closest" (the one nearest the reference by
+sentence chrF, Kim & Rush's seq-inter distillation). The selection is made when filtering:
+one translation serves both.
 
 A teacher that gives one output for a large share of different sentences (an undertrained
 model's "Ein Mann in einem." for everything) is an error (`DistillError`, after writing
@@ -57,6 +64,7 @@ from nmt.distill.filters import (
     is_copied,
     is_degenerate,
     is_empty,
+    select_hypotheses,
     top_output,
 )
 from nmt.distill.folder import DistillError, shard_folder
@@ -78,6 +86,7 @@ __all__ = [
     "is_degenerate",
     "is_empty",
     "load_distill_config",
+    "select_hypotheses",
     "shard_folder",
     "source_data",
     "teacher_info",

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 class Parts:
     """The chunk files of one translation job in `folder`."""
 
-    def __init__(self, folder: Path, n_lines: int, chunk_lines: int):
+    def __init__(self, folder: Path, n_lines: int, chunk_lines: int, per_line: int = 1):
         self.folder, self.n_lines, self.chunk_lines = folder, n_lines, chunk_lines
+        self.per_line = per_line  # hypotheses per source line (the n of an n-best job)
         self.count = -(-n_lines // chunk_lines)
 
     def span(self, index: int) -> tuple[int, int]:
@@ -45,7 +46,8 @@ class Parts:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         first, end = self.span(index)
-        if part.get("first_line") != first or len(part.get("hypotheses", ())) != end - first:
+        expected = (end - first) * self.per_line
+        if part.get("first_line") != first or len(part.get("hypotheses", ())) != expected:
             log.warning(
                 "%s: not chunk %d of this job; translating it again", self.path(index), index
             )
@@ -64,7 +66,9 @@ def translation_job(
     teacher_sha256: str, src_path: Path, lines: int, config: DistillConfig
 ) -> dict[str, Any]:
     """What is being translated (`parts/job.json`, the job in `raw.json`): the teacher's
-    fingerprint, the source's checksum and length, the chunking and the decoding settings."""
+    fingerprint, the source's checksum and length, the chunking, the decoding settings and,
+    for more than one, the hypotheses per line (`nbest`; which of them become pairs is
+    chosen when filtering, not part of the job)."""
     return {
         "teacher_sha256": teacher_sha256,
         "source_sha256": file_sha256(src_path),
@@ -73,6 +77,7 @@ def translation_job(
         "compute_type": config.compute_type,
         **config.teacher_options(),
         **config.decoding_options(),
+        **({"nbest": config.nbest} if config.nbest > 1 else {}),
     }
 
 
@@ -86,7 +91,8 @@ def raw_translation(
     force: bool,
     merge: bool = False,
 ) -> tuple[list[str], dict[str, Any]]:
-    """Every teacher output, line-aligned with `sources`, and the translation's record (its
+    """Every teacher output, line-aligned with `sources` (`config.nbest` lines per source,
+    best first, "" where the beam gave fewer), and the translation's record (its
     job and totals, `raw.json`): read from `raw.TGT` and `raw.json` when an earlier call
     finished them, otherwise translated (`translate_corpus`) and written there, and the
     parts removed. `force` starts over: only this distillation's own intermediate files go."""
@@ -111,8 +117,9 @@ def raw_translation(
     log.info("%s: translation already complete; filtering again", out)
     remove(out / PARTS)  # left over from an interrupted cleanup
     hyps = read_lines(raw_tgt)
-    if len(hyps) != len(sources):
-        raise DistillError(f"{raw_tgt}: {len(hyps)} lines for {len(sources)} sources")
+    if len(hyps) != len(sources) * config.nbest:
+        per = f" x {config.nbest} best" if config.nbest > 1 else ""
+        raise DistillError(f"{raw_tgt}: {len(hyps)} lines for {len(sources)} sources{per}")
     return hyps, translation
 
 
@@ -134,7 +141,7 @@ def translate_corpus(
     naming the shard and the file."""
     shard = config.shard_of
     folder = shard_folder(output_dir, *shard) if shard else output_dir
-    parts = Parts(folder / PARTS, len(sources), config.chunk_lines)
+    parts = Parts(folder / PARTS, len(sources), config.chunk_lines, config.nbest)
     ensure_folder(parts.folder)
     remove_stale_temporaries(parts.folder)  # a chunk being written when the run was killed
     mine = job | {"shard": config.shard} if shard else job
@@ -154,7 +161,7 @@ def translate_corpus(
     records = [parts.read(i) for i in chunks]
     if any(r is None for r in records):  # a chunk vanished while we ran: never guess
         raise DistillError(f"{parts.folder}: chunks missing after translation; run again")
-    return _totals(records, resumed, config.shard)
+    return _totals(records, resumed, config.shard, config.nbest)
 
 
 def _record_job(path: Path, job: dict[str, Any]) -> None:
@@ -175,13 +182,13 @@ def _translate_chunks(
     config: DistillConfig,
 ) -> None:
     """Translate the chunks `todo` and write each one as it comes, logging the progress."""
-    options = config.decoding_options()
+    options = config.decoding_options() | ({"nbest": config.nbest} if config.nbest > 1 else {})
     tasks = ((i, sources[slice(*parts.span(i))], options) for i in todo)
     start = time.perf_counter()
     lines_done = 0
     for n, (index, result) in enumerate(run_tasks(teacher, config, tasks), start=1):
         parts.write(index, result)
-        lines_done += len(result["hypotheses"])
+        lines_done += len(result["hypotheses"]) // config.nbest
         elapsed = time.perf_counter() - start
         log.info(
             "chunk %d/%d (%d of %d to do): %d lines in %.1f s; %.1f lines/s overall",
@@ -189,22 +196,24 @@ def _translate_chunks(
             parts.count,
             n,
             len(todo),
-            len(result["hypotheses"]),
+            len(result["hypotheses"]) // config.nbest,
             result["seconds"],
             lines_done / max(elapsed, 1e-9),
         )
 
 
-def _totals(records: list[dict[str, Any]], resumed: int, shard: str) -> dict[str, Any]:
+def _totals(
+    records: list[dict[str, Any]], resumed: int, shard: str, per_line: int
+) -> dict[str, Any]:
     """What the chunks of a run add up to: a shard's counts, or the whole corpus's
-    hypotheses in order with its totals."""
+    hypotheses in order with its totals (`per_line` hypotheses per source line)."""
     seconds = round(sum(r["seconds"] for r in records), 2)
     if shard:
         return {
             "shard": shard,
             "chunks": len(records),
             "chunks_resumed": resumed,
-            "lines": sum(len(r["hypotheses"]) for r in records),
+            "lines": sum(len(r["hypotheses"]) for r in records) // per_line,
             "translate_seconds": seconds,
         }
     return {
@@ -242,7 +251,7 @@ def _take_shard_chunks(out: Path, parts: Parts, job: dict[str, Any], strict: boo
                 raise DistillError(problem)
             log.warning("%s; its chunks are not used", problem)
             continue
-        shard = Parts(folder / PARTS, parts.n_lines, parts.chunk_lines)
+        shard = Parts(folder / PARTS, parts.n_lines, parts.chunk_lines, parts.per_line)
         for path in sorted(shard.folder.glob("[0-9]*.json")):
             index = int(path.stem)
             if index >= parts.count or parts.path(index).is_file():

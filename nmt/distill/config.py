@@ -61,6 +61,9 @@ class FilterConfig:
             check(getattr(self, name) >= 1, name, "must be >= 1")
 
 
+SELECT = ("all", "closest")  # what DistillConfig.select may be
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     """How the teacher translates, in how many processes, and what is kept."""
@@ -76,6 +79,11 @@ class DistillConfig:
     chunk_lines: int = 1000  # lines per resumable chunk
     max_lines: int = 0  # distil the first N source lines only (0: all)
     mix: bool = False  # also write mix.*: original pairs + distilled pairs
+    # The teacher's N best translations of each source (N <= beam size), and which become
+    # pairs: "all" (every one the filters keep, duplicates dropped) or "closest" (the one
+    # nearest the reference by sentence chrF: Kim & Rush's seq-inter distillation).
+    nbest: int = 1
+    select: str = "all"
     shard: str = ""  # "K/N": translate only chunks K, K+N, K+2N, ... (0 <= K < N)
     # A model nmt did not make (nmt.backends.foreign): its tokenizer files and the tokens
     # around each sentence, where the folder does not tell (empty: as recognised).
@@ -87,8 +95,11 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         check_threads(self.threads, "threads")
-        for name in ("workers", "chunk_lines"):
+        for name in ("workers", "chunk_lines", "nbest"):
             check(getattr(self, name) >= 1, name, "must be >= 1")
+        beam = self.decoding.beam_size
+        check(self.nbest <= beam, "nbest", f"must be at most the beam size {beam}")
+        check(self.select in SELECT, "select", f"one of {', '.join(SELECT)}, got {self.select!r}")
         check(self.max_lines >= 0, "max_lines", "must be >= 0")
         check(self.device in ("cpu", "cuda"), "device", f"cpu or cuda, got {self.device!r}")
         if self.shard:

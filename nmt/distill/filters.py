@@ -123,3 +123,28 @@ def degenerate_corpus(
         f"{c.max_top_share:g}); the teacher is probably undertrained (dev BLEU {bleu}): train "
         "it longer (more updates), or raise filters.max_top_share if this corpus is like that"
     )
+
+
+def select_hypotheses(
+    kept: list[int], hyps: list[str], references: list[str], n: int, how: str
+) -> list[int]:
+    """Which kept pairs of an n-best corpus (`hyps`: `n` hypotheses per source line, best
+    first; `references`: one per source line) become training pairs, in corpus order:
+    "all": every different hypothesis of a line; "closest": each line's hypothesis with the
+    highest sentence chrF against its reference, the better-ranked among equals (Kim & Rush
+    2016's seq-inter, with chrF in place of sentence BLEU: it has no zero counts to smooth)."""
+    from sacrebleu.metrics import CHRF
+
+    chrf = CHRF()
+    lines: dict[int, list[int]] = {}
+    for i in kept:
+        lines.setdefault(i // n, []).append(i)
+    chosen: list[int] = []
+    for line, group in lines.items():
+        if how == "closest":
+            ref = [references[line]]
+            chosen.append(max(group, key=lambda i: (chrf.sentence_score(hyps[i], ref).score, -i)))
+        else:
+            texts = {hyps[i]: i for i in reversed(group)}  # the best-ranked of equal texts
+            chosen.extend(sorted(texts.values()))
+    return chosen

@@ -161,6 +161,7 @@ def provenance_record(
         },
         "filters": asdict(config.filters),
         "mix": config.mix,
+        "nbest": {"n": config.nbest, "select": config.select},
         "outputs": {name: file_sha256(out / name) for name in outputs},
         "versions": versions(),
     }

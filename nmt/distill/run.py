@@ -15,7 +15,7 @@ from nmt.data.corpus import read_parallel
 from nmt.data.datasets import split_paths
 from nmt.distill.chunks import raw_translation, translate_corpus, translation_job
 from nmt.distill.config import DistillConfig
-from nmt.distill.filters import degenerate_corpus, filter_pairs, top_output
+from nmt.distill.filters import degenerate_corpus, filter_pairs, select_hypotheses, top_output
 from nmt.distill.folder import (
     DISTILL,
     PARTS,
@@ -59,8 +59,14 @@ class DistillResult:
             )
         removed = ", ".join(f"{v} {k}" for k, v in s["filtered"].items())
         top = s["top_output"]
+        kept = f"{s['kept']} of {s['lines']} pairs kept"
+        if nbest := s.get("nbest"):
+            kept = (
+                f"{s['kept']} pairs ({nbest['select']}) from {s['lines']} lines x "
+                f"{nbest['n']} best, {nbest['lines_with_a_pair']} lines with a pair"
+            )
         return (
-            f"{s['kept']} of {s['lines']} pairs kept (removed: {removed}); most frequent "
+            f"{kept} (removed: {removed}); most frequent "
             f"output: {top['lines']} of {s['kept']} kept lines ({top['share']:.1%}) "
             f"{top['line']!r}; {s['target_pieces_per_s']:,.0f} target tokens/s; {self.output_dir}"
         )
@@ -140,15 +146,29 @@ def _distill(
         teacher, sources, out, data.tgt_lang, config, job, force, merge
     )
 
-    kept, counts, examples = filter_pairs(sources, hyps, config.filters)
-    top = top_output(sources, hyps, kept)  # over the whole corpus, however many calls made it
-    stats = _stats(sources, hyps, kept, counts, examples, top, translation, config, wall)
+    n = config.nbest
+    pair_sources = [s for s in sources for _ in range(n)]  # each hypothesis's source
+    kept, counts, examples = filter_pairs(pair_sources, hyps, config.filters)
+    passed = len(kept)
+    if n > 1:
+        kept = select_hypotheses(kept, hyps, targets, n, config.select)
+    top = top_output(pair_sources, hyps, kept)  # over the whole corpus, however many calls
+    stats = _stats(pair_sources, hyps, kept, counts, examples, top, translation, config, wall)
+    if n > 1:
+        stats["nbest"] = {
+            "n": n,
+            "select": config.select,
+            "hypotheses": len(hyps),
+            "passed_filters": passed,
+            "pairs": len(kept),
+            "lines_with_a_pair": len({i // n for i in kept}),
+        }
     atomic_write_text(out / STATS, json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
     degenerate = degenerate_corpus(top, len(kept), config.filters, teacher_dev_bleu(teacher_meta))
     if degenerate:  # stats.json shows it; no train files a student could learn from
         raise DistillError(f"{degenerate} (statistics: {out / STATS})")
 
-    written = _write_pairs(data, out, config.mix, sources, targets, hyps, kept)
+    written = _write_pairs(data, out, config.mix, (sources, targets), pair_sources, hyps, kept)
     copied = copy_splits(data, out)
     provenance = provenance_record(
         teacher_meta, config, data, src_path, tgt_path, out, [*written, *copied]
@@ -156,7 +176,7 @@ def _distill(
     atomic_write_text(out / PROVENANCE, json.dumps(provenance, indent=2) + "\n")
     result = DistillResult(out, stats)
     log.info("distilled: %s", result.summary())
-    _warn_if_few_kept(len(kept), len(sources), out)
+    _warn_if_few_kept(len({i // n for i in kept}), len(sources), out)
     return result
 
 
@@ -193,11 +213,12 @@ def _stats(
 ) -> dict[str, Any]:
     """The content of stats.json: lines, tokens, time, tokens/s, counts and examples per
     filter, the most frequent output, the settings and the hardware; `wall` is when this
-    call started."""
+    call started. `sources` holds each hypothesis's source (`config.nbest` per line)."""
     seconds = translation["translate_seconds"]
     target_words = sum(len(h.split()) for h in hyps)
+    lines = len(sources) // config.nbest
     return {
-        "lines": len(sources),
+        "lines": lines,
         "kept": len(kept),
         "filtered": counts,
         "filters": asdict(config.filters),
@@ -208,7 +229,7 @@ def _stats(
         "kept_source_words": sum(len(sources[i].split()) for i in kept),
         "kept_target_words": sum(len(hyps[i].split()) for i in kept),
         "translate_seconds": seconds,
-        "sentences_per_s": round(len(sources) / max(seconds, 1e-9), 1),
+        "sentences_per_s": round(lines / max(seconds, 1e-9), 1),
         "target_words_per_s": round(target_words / max(seconds, 1e-9), 1),
         "target_pieces_per_s": round(translation["target_pieces"] / max(seconds, 1e-9), 1),
         "chunks": translation["chunks"],
@@ -221,6 +242,7 @@ def _stats(
             "workers": config.workers,
             "threads": config.threads,
             **config.decoding_options(),
+            **({"nbest": config.nbest, "select": config.select} if config.nbest > 1 else {}),
         },
         "examples": examples,
         "hardware": hardware(config.device),
@@ -231,21 +253,22 @@ def _write_pairs(
     data: DataConfig,
     out: Path,
     mix: bool,
+    original: tuple[list[str], list[str]],
     sources: list[str],
-    targets: list[str],
     hyps: list[str],
     kept: list[int],
 ) -> list[str]:
-    """Write the kept pairs as train.SRC / train.TGT and, with `mix`, the original pairs then
-    the kept ones as mix.SRC / mix.TGT; the names of the files written."""
+    """Write the kept pairs (`sources[i]`, `hyps[i]`) as train.SRC / train.TGT and, with
+    `mix`, the `original` pairs then the kept ones as mix.SRC / mix.TGT; the names of the
+    files written."""
     src_lang, tgt_lang = data.src_lang, data.tgt_lang
     written = {
         f"train.{src_lang}": [sources[i] for i in kept],
         f"train.{tgt_lang}": [hyps[i] for i in kept],
     }
     if mix:
-        written[f"mix.{src_lang}"] = sources + written[f"train.{src_lang}"]
-        written[f"mix.{tgt_lang}"] = targets + written[f"train.{tgt_lang}"]
+        written[f"mix.{src_lang}"] = original[0] + written[f"train.{src_lang}"]
+        written[f"mix.{tgt_lang}"] = original[1] + written[f"train.{tgt_lang}"]
     for name, lines in written.items():
         atomic_write_text(out / name, "".join(line + "\n" for line in lines))
     return list(written)

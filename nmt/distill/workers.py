@@ -14,14 +14,26 @@ from nmt.distill.config import DistillConfig
 
 
 def _translate_chunk(translator, lines: list[str], options: dict[str, Any]) -> dict[str, Any]:
-    """Translate one chunk; its hypotheses (one line each), seconds and target pieces."""
+    """Translate one chunk; its hypotheses (one line each; with an `nbest` option, that many
+    per source line, best first, "" where the beam gave fewer), seconds and target pieces."""
+    options = dict(options)
+    n = options.pop("nbest", 1)
     start = time.perf_counter()
-    hyps = translator.translate(lines, **options)
+    if n > 1:
+        nbest = translator.translate_nbest(lines, n, **options)
+        hyps = [text for best in nbest for text in _padded([h.text for h in best], n)]
+    else:
+        hyps = translator.translate(lines, **options)
     seconds = time.perf_counter() - start
     hyps = [" ".join(h.split()) for h in hyps]  # no newline or tab can break the alignment
     tokenizer = getattr(translator, "tokenizer", None)
     pieces = sum(map(len, tokenizer.encode(hyps))) if tokenizer else 0
     return {"hypotheses": hyps, "seconds": round(seconds, 3), "target_pieces": pieces}
+
+
+def _padded(texts: list[str], n: int) -> list[str]:
+    """`texts` made `n` long with blank hypotheses, which the filters drop as empty."""
+    return texts[:n] + [""] * (n - len(texts))
 
 
 def _load_teacher(teacher: str | list[str], config: DistillConfig):
