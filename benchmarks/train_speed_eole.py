@@ -551,6 +551,11 @@ def run_nmt(args: argparse.Namespace, spm_model: Path, precision: str) -> dict[s
 # Report
 
 
+# Environment variables that hold the math libraries to fewer instructions than the CPU has
+# (all three at AVX2: the kernels an AVX2-only CPU runs, on this CPU's cores and caches).
+KERNEL_LIMITS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+
+
 def hardware() -> dict[str, Any]:
     model = platform.processor() or "unknown"
     try:
@@ -566,6 +571,7 @@ def hardware() -> dict[str, Any]:
         "cpu_model": model,
         "nproc": int(nproc) if nproc.isdigit() else os.cpu_count(),
         "platform": platform.platform(),
+        "kernel_limits": {k: os.environ[k] for k in KERNEL_LIMITS if k in os.environ},
     }
 
 
@@ -621,6 +627,11 @@ def write_markdown(result: dict[str, Any], path: Path) -> None:
         "## Setup",
         "",
         f"- Hardware: {hw['cpu_model']}, nproc {hw['nproc']}; CPU only",
+        *(
+            [f"- Kernels limited (both trainers): {limits}"]
+            if (limits := " ".join(f"{k}={v}" for k, v in hw.get("kernel_limits", {}).items()))
+            else []
+        ),
         f"- Threads: {s['threads']} (OMP/MKL/OPENBLAS_NUM_THREADS for both trainers)",
         f"- Steps: {s['steps']}, logged every {s['report_every']}",
         f"- Batch: {s['batch_tokens']} tokens",
