@@ -227,6 +227,11 @@ class TrainConfig:
     freeze_encoder: bool = False  # no updates to the encoder layers
     freeze_steps: int = 0  # frozen for the first N updates only (0: throughout)
     scheduled_sampling: ScheduledSamplingConfig = field(default_factory=ScheduledSamplingConfig)
+    # Word-level distillation (nmt.training.word_kd): teachers of the student's tokenizer
+    # (run folders, checkpoints or weights folders; several: probabilities averaged) whose
+    # next-token distributions the student also learns, with this share of the loss.
+    kd_teachers: tuple[str, ...] = ()
+    kd_weight: float = 0.5
 
     def __post_init__(self) -> None:
         check_number(self.lr, "train.lr", "> 0")
@@ -280,6 +285,9 @@ class TrainConfig:
             layers = getattr(self, name)
             check(not layers or bool(self.init_from), f"train.{name}", "needs train.init_from")
             check(all(i >= 0 for i in layers), f"train.{name}", f"must be >= 0, got {layers}")
+        check(
+            0 < self.kd_weight <= 1, "train.kd_weight", f"must be in (0, 1], got {self.kd_weight}"
+        )
         check(
             not self.freeze_steps or self.freeze_embeddings or self.freeze_encoder,
             "train.freeze_steps",

@@ -1,6 +1,7 @@
 """One optimizer update, as the trainer makes it and the pipeline's speed probe times it
 (`nmt.training.probe`): forward under autocast (with scheduled sampling's first pass where
-it is on), the label-smoothed loss, backward over `accum_steps` batches, gradient clipping,
+it is on), the label-smoothed loss (with the teachers' distributions under word-level
+distillation), backward over `accum_steps` batches, gradient clipping,
 the non-finite-loss guard, the optimizer and learning-rate steps."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from nmt.training.finetune import apply_freezing
 from nmt.training.loss import label_smoothed_loss
 from nmt.training.optim import lr_schedule, make_optimizer
 from nmt.training.sampling import first_pass, mix_inputs, mixing_probability
+from nmt.training.word_kd import Teachers, distillation_loss
 from nmt.vocab import PAD
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ class Step:
     amp_dtype: torch.dtype | None = None
     ddp: DistributedDataParallel | None = None
     run_dir: Path | str = ""
+    teachers: Teachers | None = None  # word-level distillation (train.kd_teachers)
     nonfinite: int = field(default=0, init=False)  # updates in a row skipped as non-finite
     # Since `take_padding`: real and padded (slots) source and target tokens of this rank.
     padding: list[int] = field(default_factory=lambda: [0, 0, 0, 0], init=False)
@@ -108,7 +111,13 @@ class Step:
                     own = first_pass(self.forward, self.model, src, tgt_in)
                     tgt_in = mix_inputs(tgt_in, own, sampling, c.scheduled_sampling.predictions)
                 logits = self.forward(src, tgt_in)
-            loss, nll, ntok = label_smoothed_loss(logits, tgt_out, c.label_smoothing)
+                probs = self.teachers.probabilities(src, tgt_in) if self.teachers else None
+            if probs is None:
+                loss, nll, ntok = label_smoothed_loss(logits, tgt_out, c.label_smoothing)
+            else:
+                loss, nll, ntok = distillation_loss(
+                    logits, tgt_out, probs, c.label_smoothing, c.kd_weight
+                )
             # Normalise by this batch's tokens; each of the accum batches weighs the same
             # (and DDP's mean over the ranks makes each of the world x accum batches so).
             self.scaler.scale(loss / ntok.clamp(min=1) / c.accum_steps).backward()

@@ -68,6 +68,7 @@ from nmt.training.state import TrainState, merge_ranks, rank_state, restore_rank
 from nmt.training.step import Batch, Step, optimization
 from nmt.training.stopping import TrainingStopped, stop_requests
 from nmt.training.validation import validate
+from nmt.training.word_kd import Teachers
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,12 @@ class Trainer:
             )
         forward = torch.compile(module, dynamic=True) if c.compile else module
         parts = (self.optimizer, self.scheduler, self.scaler)
-        return Step(self.model, forward, *parts, c, self.device, self.amp_dtype, ddp, self.run_dir)
+        teachers = None
+        if c.kd_teachers:  # word-level distillation: every rank runs the teachers itself
+            teachers = Teachers(list(c.kd_teachers), self.tokenizer, self.device)
+        return Step(
+            self.model, forward, *parts, c, self.device, self.amp_dtype, ddp, self.run_dir, teachers
+        )
 
     def _batch_stream(self, position: dict[str, int] | None = None):
         """The training batches from `position` (a checkpoint's `data`): token-bucketed
@@ -362,6 +368,8 @@ class Trainer:
             train_stats=self.data.train.stats,
             parent=self.parent,
         )
+        if self.stepper.teachers is not None:
+            summary["kd_teachers"] = {"files": self.stepper.teachers.files, "weight": c.kd_weight}
         if c.average_last > 1:
             summary.update(self._average())
         atomic_write_text(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
