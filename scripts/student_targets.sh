@@ -7,6 +7,8 @@
 #   mix       the original pairs, then top1's (nmt-distill --mix)
 #   closest   of the teacher's 4 best, the one nearest the reference (--nbest 4 --select closest)
 #   all       the teacher's 4 best, every different one (--nbest 4 --select all)
+#   word-kd   top1, and the four members' next-token distributions as half the loss
+#             (word-level distillation: train.kd_teachers, train.kd_weight 0.5)
 #
 # Each is exported int8 and scored on the whole test_2016_flickr (greedy and beam 4, 1 thread)
 # into benchmarks/results/students/targets/. Every step skips what is done.
@@ -34,8 +36,10 @@ declare -A corpus=(
     [mix]="runs/distilled-x4 --set data.dataset= --set data.train=mix"
     [closest]="runs/distilled-x4-nbest4 --set data.dataset=multi30k"
     [all]="runs/distilled-x4-nbest4-all --set data.dataset=multi30k"
+    [word-kd]="runs/distilled-x4 --set data.dataset=multi30k --set train.kd_weight=0.5
+        --set train.kd_teachers=[$members/s1,$members/s2,$members/s3,$members/s1-dropout0.2]"
 )
-names=(mix closest all)  # top1 is student_shapes.sh's 4-4-d128
+names=(mix closest all word-kd)  # top1 is student_shapes.sh's 4-4-d128
 
 if [[ $stages == *" distil "* ]]; then
     say "distil: top 1 (and mix), then the 4 best; the 'all' folder re-selects the same translation"
@@ -48,18 +52,20 @@ if [[ $stages == *" distil "* ]]; then
     distil runs/distilled-x4-nbest4-all --nbest 4 --select all
 fi
 if [[ $stages == *" train "* ]]; then
+    set -f  # the teachers' [a,b] is a value, not a file pattern
     mkdir -p "$runs"
     for name in "${names[@]}"; do
         run=$runs/4-4-$name
         [ -f "$run/summary.json" ] && continue
         resume=()
         [ -f "$run/last.pt" ] && resume=(--resume)
-        read -r dir sets <<< "${corpus[$name]}"
+        read -r -d '' dir sets <<< "${corpus[$name]}" || true
         say "train: 4-4-$name on $dir"
         # shellcheck disable=SC2086
         nmt-train -c models/multi30k-tiny-distilled.yaml --data-dir "$dir" $sets \
             --set "run_dir=$run" --set train.threads=2 "${resume[@]}" > "$runs/4-4-$name.log" 2>&1
     done
+    set +f
 fi
 if [[ $stages == *" score "* ]]; then
     test_src=$data/multi30k/test_2016_flickr.en
