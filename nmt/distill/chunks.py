@@ -77,7 +77,7 @@ def translation_job(
         "compute_type": config.compute_type,
         **config.teacher_options(),
         **config.decoding_options(),
-        **({"nbest": config.nbest} if config.nbest > 1 else {}),
+        **config.nbest_options(),
     }
 
 
@@ -182,7 +182,7 @@ def _translate_chunks(
     config: DistillConfig,
 ) -> None:
     """Translate the chunks `todo` and write each one as it comes, logging the progress."""
-    options = config.decoding_options() | ({"nbest": config.nbest} if config.nbest > 1 else {})
+    options = config.decoding_options() | config.nbest_options()
     tasks = ((i, sources[slice(*parts.span(i))], options) for i in todo)
     start = time.perf_counter()
     lines_done = 0

@@ -126,6 +126,11 @@ class DistillConfig:
             if value not in (None, ())
         }
 
+    def nbest_options(self) -> dict[str, Any]:
+        """`{"nbest": N}` for an n-best job, else nothing: the key that joins the job, the
+        chunks' translation options and the settings (a 1-best job as it always was)."""
+        return {"nbest": self.nbest} if self.nbest > 1 else {}
+
     def decoding_options(self) -> dict[str, Any]:
         """The options every chunk is translated with (part of the job's identity; a loop
         guard at its default left out, so that adding one changes no job)."""
